@@ -1,0 +1,11 @@
+// Package operators holds weir's built-in operators: parse, filter, map,
+// drop_fields and keep_fields, window, dedupe. Each registers itself with
+// pipeline.Default in an init function; importing the package (for its
+// side effect) makes them available to YAML pipelines.
+//
+//	operators:
+//	  - parse: { format: json }
+//	  - filter: 'level == "error"'
+//	  - map: { alert: 'status >= 500', service: 'lower(service)' }
+//	  - drop_fields: [msg]
+package operators

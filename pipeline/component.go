@@ -1,0 +1,172 @@
+package pipeline
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Guarantee is a pipeline's delivery promise.
+type Guarantee string
+
+// The delivery guarantees; see DESIGN.md "Delivery guarantees".
+const (
+	ExactlyOnce Guarantee = "exactly_once"
+	AtLeastOnce Guarantee = "at_least_once"
+	AtMostOnce  Guarantee = "at_most_once"
+)
+
+// Build is what a component's constructor receives: who it is, where it may
+// keep files, and how to log. It is passed by value and may be kept.
+type Build struct {
+	Pipeline  string    // pipeline name
+	Component string    // stable id, e.g. "app-errors/sinks[0]/file"; used in dead letters and metrics
+	Index     int       // position within its list (sources[i], sinks[i])
+	Guarantee Guarantee // the pipeline's guarantee
+	// Dir is a directory private to this component under data_dir, stable
+	// across restarts (staging files, local state). Call MkDir before use.
+	Dir    string
+	Logger *slog.Logger // never nil
+	// CheckpointInterval is the pipeline's checkpoint interval.
+	CheckpointInterval time.Duration
+	// Now is the wall clock; tests replace it.
+	Now func() time.Time
+}
+
+// MkDir creates b.Dir (and parents) and returns it.
+func (b Build) MkDir() (string, error) {
+	return b.Dir, os.MkdirAll(b.Dir, 0o755)
+}
+
+// Path resolves a path from the configuration: relative paths are relative
+// to the working directory weir runs in.
+func (b Build) Path(p string) string { return filepath.Clean(p) }
+
+// AckFunc acknowledges a batch upstream (an AMQP ack, an MQTT PUBACK). The
+// runtime calls it once the batch is safe to forget: written to the WAL
+// under exactly_once, committed by every sink under at_least_once, on
+// receipt under at_most_once. It is called from a goroutine other than the
+// source's reader, at most once, in batch order.
+type AckFunc func(ctx context.Context) error
+
+// Source produces records.
+//
+// Read and Position are called from one goroutine; Close may be called from
+// another once Read has returned.
+type Source interface {
+	// Read appends the next records to b.Records (up to about the source's
+	// batch size) and returns. It blocks until at least one record is
+	// available or ctx is done; it may return an empty batch. It returns
+	// io.EOF, with no records, once finite input is exhausted. Records that
+	// cannot be read (a line over the length limit) go to b.Dead.
+	// The returned AckFunc, when not nil, acknowledges exactly these records.
+	Read(ctx context.Context, b *Batch) (AckFunc, error)
+	Close(ctx context.Context) error
+}
+
+// Positioned is implemented by sources that can replay from a position
+// (files, Kafka). Sources that cannot are fed through the WAL by the runtime
+// under exactly_once.
+type Positioned interface {
+	// Position returns the position just after the last record returned by
+	// Read, as opaque bytes (JSON by convention). Called between Reads.
+	Position() ([]byte, error)
+	// Seek restores a position returned by Position, before the first Read.
+	Seek(ctx context.Context, pos []byte) error
+}
+
+// Operator transforms batches. It runs on one goroutine: no locking needed.
+type Operator interface {
+	// Process rewrites b in place: it may drop, change, add or replace
+	// records, and appends records it cannot process to b.Dead (a bad
+	// record never stops the pipeline). An error stops the pipeline and is
+	// for failures that are not the data's fault.
+	Process(ctx context.Context, b *Batch) error
+}
+
+// Snapshotter is implemented by operators that keep state across batches
+// (windows, dedupe). Snapshot runs when a checkpoint barrier passes the
+// operator; Restore runs once, before the first Process, on recovery.
+type Snapshotter interface {
+	Snapshot() ([]byte, error)
+	Restore(state []byte) error
+}
+
+// Finisher is implemented by operators that hold records back (windows):
+// Finish runs once when every source has reached the end of its input and
+// appends whatever is held to b.
+type Finisher interface {
+	Finish(ctx context.Context, b *Batch) error
+}
+
+// Ticker is implemented by operators that act on the passage of wall-clock
+// time (idle-source timeouts). Tick runs on the operator's goroutine, about
+// every 100 ms while the pipeline runs, and may append records to b.
+type Ticker interface {
+	Tick(ctx context.Context, now time.Time, b *Batch) error
+}
+
+// Sink consumes records. Write, PreCommit, Commit, Flush and Close are called
+// from one goroutine.
+type Sink interface {
+	// Write takes b.Records; the sink must not keep b after returning (it
+	// may keep the records). An error stops the pipeline; the last good
+	// checkpoint is kept.
+	Write(ctx context.Context, b *Batch) error
+	Close(ctx context.Context) error
+}
+
+// Committer is the two-phase-commit protocol that exactly_once needs.
+type Committer interface {
+	// PreCommit makes everything written so far durable but not yet
+	// visible (a fsynced staging file, an open transaction) and returns a
+	// token that says how to make it visible.
+	PreCommit(ctx context.Context, checkpoint uint64) (token []byte, err error)
+	// Commit makes a pre-committed token visible. It is idempotent: a
+	// second Commit of the same token, in this process or after a restart,
+	// changes nothing.
+	Commit(ctx context.Context, token []byte) error
+	// Recover runs once before the first Write. token is the sink's token
+	// in the last complete checkpoint (nil on a fresh start): commit it
+	// again, and discard anything staged after it.
+	Recover(ctx context.Context, token []byte) error
+}
+
+// Flusher is implemented by sinks that buffer: Flush makes everything
+// written so far durable. at_least_once flushes at every checkpoint before
+// sources are acknowledged.
+type Flusher interface {
+	Flush(ctx context.Context) error
+}
+
+// RecordChecker is implemented by sinks with a fixed schema. The runtime
+// calls Check before Write; a record that fails goes to the dead-letter
+// output with reason "schema" instead of to this sink.
+type RecordChecker interface {
+	Check(r *Record) error
+}
+
+// SourceConfig is a source's decoded YAML configuration.
+type SourceConfig interface {
+	NewSource(b Build) (Source, error)
+}
+
+// OperatorConfig is an operator's decoded YAML configuration. NewOperator
+// may be called more than once (parallel instances); each call returns an
+// independent operator.
+type OperatorConfig interface {
+	NewOperator(b Build) (Operator, error)
+}
+
+// SinkConfig is a sink's decoded YAML configuration.
+type SinkConfig interface {
+	NewSink(b Build) (Sink, error)
+}
+
+// Validator is implemented by configurations that check themselves after
+// decoding (defaults already applied).
+type Validator interface {
+	Validate() error
+}

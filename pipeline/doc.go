@@ -1,0 +1,38 @@
+// Package pipeline is weir's pipeline model: the Record that flows through a
+// pipeline, the Batch it travels in, the Source, Operator and Sink
+// interfaces a component implements, the Registry components register into
+// by name, and the loader that turns pipelines.yaml into validated Specs
+// with file:line:column on every error.
+//
+// A component is a typed configuration struct that the YAML decodes into
+// (defaults set by its constructor, checked by an optional Validate) and
+// that builds the running component:
+//
+//	type UpperConfig struct{ Field string `yaml:"field"` }
+//
+//	func (c *UpperConfig) NewOperator(b pipeline.Build) (pipeline.Operator, error) {
+//		return upper{field: c.Field}, nil
+//	}
+//
+//	type upper struct{ field string }
+//
+//	func (u upper) Process(_ context.Context, b *pipeline.Batch) error {
+//		for _, r := range b.Records {
+//			if s, ok := r.Get(u.field).(string); ok {
+//				r.Set(u.field, strings.ToUpper(s))
+//			}
+//		}
+//		return nil
+//	}
+//
+//	func init() {
+//		pipeline.RegisterOperator("upper", "upper-case a field",
+//			func() *UpperConfig { return &UpperConfig{Field: "message"} })
+//	}
+//
+// after which `- upper: { field: msg }` works in any pipeline.
+//
+// Optional capabilities are small interfaces found by type assertion:
+// Positioned (replayable sources), Snapshotter and Finisher (stateful
+// operators), Committer (two-phase-commit sinks), Flusher, RecordChecker.
+package pipeline
