@@ -85,7 +85,7 @@ type Spec struct {
 	// BatchSize is the most records a source reads into one batch; default 1024.
 	BatchSize int
 	// WALSync is the fsync policy of the ingest WAL: always, interval or none.
-	WALSync string
+	WALSync   string
 	Sources   []*Component
 	Operators []*Component
 	Sinks     []*Component

@@ -15,10 +15,10 @@ type Header struct {
 // topic/partition and offset, a queue and delivery tag. It is carried into
 // dead-letter output so a bad record can be found at its source.
 type Origin struct {
-	Name   string `json:"name,omitempty"`   // file path, "topic/partition", queue name
-	Offset int64  `json:"offset"`           // byte offset, message offset, WAL index
-	Line   int64  `json:"line,omitempty"`   // 1-based line number where the source knows it
-	ID     string `json:"id,omitempty"`     // protocol message id where one exists
+	Name   string `json:"name,omitempty"` // file path, "topic/partition", queue name
+	Offset int64  `json:"offset"`         // byte offset, message offset, WAL index
+	Line   int64  `json:"line,omitempty"` // 1-based line number where the source knows it
+	ID     string `json:"id,omitempty"`   // protocol message id where one exists
 }
 
 // Record is one event flowing through a pipeline.
