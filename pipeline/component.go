@@ -31,6 +31,8 @@ type Build struct {
 	Logger *slog.Logger // never nil
 	// CheckpointInterval is the pipeline's checkpoint interval.
 	CheckpointInterval time.Duration
+	// BatchSize is the most records a source should put in one batch.
+	BatchSize int
 	// Now is the wall clock; tests replace it.
 	Now func() time.Time
 }

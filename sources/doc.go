@@ -1,0 +1,13 @@
+// Package sources holds weir's built-in sources, one file (or a few) per
+// kind: file, stdin, generate, kafka, amqp, mqtt, nats. Each registers
+// itself with pipeline.Default in an init function.
+//
+// A source that can replay from a position (file, generate, kafka)
+// implements pipeline.Positioned; one that cannot (stdin and the message
+// queues) is fed through the write-ahead log by the runtime under
+// exactly_once, and acknowledges upstream through the AckFunc it returns.
+//
+//	sources:
+//	  - file: { paths: ["logs/*.log"], follow: true }
+//	  - generate: { rate: 1000, seed: 1, count: 100000 }
+package sources
