@@ -299,3 +299,12 @@ func bytesToString(b []byte) string {
 	}
 	return unsafe.String(&b[0], len(b))
 }
+
+// DecodeAll decodes every lazily held value now. Afterwards reads do not
+// write, so several goroutines may read the fields at once (the runtime does
+// this before fanning a record out to more than one sink).
+func (fs *Fields) DecodeAll() {
+	for i := range fs.f {
+		fs.value(i)
+	}
+}

@@ -1,0 +1,230 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/weirhq/weir/pipeline"
+)
+
+type operatorInstance struct {
+	id   string
+	op   pipeline.Operator
+	snap pipeline.Snapshotter
+	fin  pipeline.Finisher
+	tick pipeline.Ticker
+}
+
+// chainReport is what the operator chain tells the coordinator when a
+// barrier has aligned: every source's position and every operator's state.
+type chainReport struct {
+	id        uint64
+	final     bool
+	positions [][]byte
+	states    [][]byte
+	acks      []AckFunc
+}
+
+// chain is the stage that runs the operators, in order, on one goroutine,
+// and fans the result out to the sinks.
+type chain struct {
+	ops      []*operatorInstance
+	nSources int
+	in       <-chan message
+	sinks    []*sinkStage
+	dead     *sinkStage // nil: dead letters are counted and logged only
+	stats    *Stats
+	now      func() time.Time
+	onDead   func(pipeline.DeadLetter) // used when dead is nil
+	reports  chan<- chainReport
+	done     chan<- struct{} // closed once every input ended and was flushed
+
+	// barrier alignment bookkeeping, per checkpoint id
+	pending map[uint64]*chainReport
+	arrived map[uint64]int
+	eofs    int
+}
+
+func (c *chain) run(ctx context.Context) error {
+	c.pending = map[uint64]*chainReport{}
+	c.arrived = map[uint64]int{}
+	var tick <-chan time.Time
+	for _, o := range c.ops {
+		if o.tick != nil {
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			tick = t.C
+			break
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-tick:
+			for i, o := range c.ops {
+				if o.tick == nil {
+					continue
+				}
+				b := &pipeline.Batch{}
+				if err := o.tick.Tick(ctx, now, b); err != nil {
+					return fmt.Errorf("%s: tick: %w", o.id, err)
+				}
+				if err := c.processFrom(ctx, i+1, b); err != nil {
+					return err
+				}
+			}
+		case m := <-c.in:
+			var err error
+			switch m.kind {
+			case msgBatch:
+				err = c.processFrom(ctx, 0, m.batch)
+			case msgBarrier:
+				err = c.onBarrier(ctx, m)
+			case msgEOF:
+				err = c.onEOF(ctx)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// processFrom runs ops[from:] on b and emits the result.
+func (c *chain) processFrom(ctx context.Context, from int, b *pipeline.Batch) error {
+	for _, o := range c.ops[from:] {
+		if len(b.Records) == 0 {
+			break
+		}
+		if err := o.op.Process(ctx, b); err != nil {
+			return fmt.Errorf("%s: %w", o.id, err)
+		}
+	}
+	return c.emit(ctx, b)
+}
+
+func (c *chain) onBarrier(ctx context.Context, m message) error {
+	b := m.barrier
+	rep := c.pending[b.id]
+	if rep == nil {
+		rep = &chainReport{id: b.id, final: b.final, positions: make([][]byte, c.nSources)}
+		c.pending[b.id] = rep
+	}
+	rep.positions[m.source] = b.position
+	rep.acks = append(rep.acks, b.acks...)
+	c.arrived[b.id]++
+	if c.arrived[b.id] < c.nSources {
+		return nil
+	}
+	// Aligned: everything before the barrier has been processed.
+	delete(c.pending, b.id)
+	delete(c.arrived, b.id)
+	rep.states = make([][]byte, len(c.ops))
+	for i, o := range c.ops {
+		if o.snap == nil {
+			continue
+		}
+		st, err := o.snap.Snapshot()
+		if err != nil {
+			return fmt.Errorf("%s: snapshot: %w", o.id, err)
+		}
+		rep.states[i] = st
+	}
+	select {
+	case c.reports <- *rep:
+	case <-ctx.Done():
+		return nil
+	}
+	return c.broadcast(ctx, message{kind: msgBarrier, barrier: &barrier{id: b.id, final: b.final}})
+}
+
+func (c *chain) onEOF(ctx context.Context) error {
+	c.eofs++
+	if c.eofs < c.nSources {
+		return nil
+	}
+	// Every input has ended: flush what operators hold, in order, each
+	// flush passing through the operators after it.
+	for i, o := range c.ops {
+		if o.fin == nil {
+			continue
+		}
+		b := &pipeline.Batch{}
+		if err := o.fin.Finish(ctx, b); err != nil {
+			return fmt.Errorf("%s: finish: %w", o.id, err)
+		}
+		if err := c.processFrom(ctx, i+1, b); err != nil {
+			return err
+		}
+	}
+	if err := c.broadcast(ctx, message{kind: msgEOF}); err != nil {
+		return err
+	}
+	close(c.done)
+	return nil
+}
+
+// emit sends records to every sink (minus those a sink's schema refuses)
+// and dead letters to the dead-letter sink.
+func (c *chain) emit(ctx context.Context, b *pipeline.Batch) error {
+	dead := b.Dead
+	if len(b.Records) > 0 {
+		shared := len(c.sinks) > 1
+		for _, s := range c.sinks {
+			recs := b.Records
+			if s.checker != nil {
+				recs = make([]*pipeline.Record, 0, len(b.Records))
+				for _, r := range b.Records {
+					if err := s.checker.Check(r); err != nil {
+						dead = append(dead, pipeline.DeadLetter{Record: r, Reason: "schema", Error: err.Error(), Component: s.id})
+						continue
+					}
+					recs = append(recs, r)
+				}
+			}
+			if shared {
+				// Sinks run concurrently and reading a lazily decoded field
+				// caches it: decode everything once, here, so sinks only read.
+				for _, r := range recs {
+					r.Fields().DecodeAll()
+				}
+				recs = append([]*pipeline.Record(nil), recs...)
+			}
+			if len(recs) == 0 {
+				continue
+			}
+			if err := s.send(ctx, message{kind: msgBatch, batch: &pipeline.Batch{Records: recs}}); err != nil {
+				return err
+			}
+		}
+	}
+	if len(dead) == 0 {
+		return nil
+	}
+	if c.dead == nil {
+		for _, d := range dead {
+			c.onDead(d)
+		}
+		return nil
+	}
+	now := c.now()
+	recs := make([]*pipeline.Record, len(dead))
+	for i, d := range dead {
+		recs[i] = d.DeadLetterRecord(now)
+	}
+	return c.dead.send(ctx, message{kind: msgBatch, batch: &pipeline.Batch{Records: recs}})
+}
+
+func (c *chain) broadcast(ctx context.Context, m message) error {
+	for _, s := range c.sinks {
+		if err := s.send(ctx, m); err != nil {
+			return err
+		}
+	}
+	if c.dead != nil {
+		return c.dead.send(ctx, m)
+	}
+	return nil
+}

@@ -1,0 +1,32 @@
+// Package runtime runs pipelines: one goroutine per source, one for the
+// operator chain, one per sink, joined by bounded channels that carry
+// batches and, in band, checkpoint barriers and end-of-input markers. A slow
+// sink therefore slows the sources (backpressure) and memory stays bounded.
+//
+// Exactly-once follows Flink's asynchronous barrier snapshotting with
+// two-phase-commit sinks, in one process:
+//
+//  1. Every checkpoint_interval the coordinator asks each source stage to
+//     inject a barrier between two batches. A source that cannot replay
+//     (stdin, queues) has already written every record it passed on to the
+//     ingest WAL (group-committed fsync) and acknowledged upstream.
+//  2. Barriers from several sources are aligned (a source that sent barrier
+//     k waits until every source has), so the operator chain sees all
+//     records before barrier k and none after; it snapshots operator state.
+//  3. Each sink pre-commits (fsync a staging file, flush a transaction) and
+//     returns a token.
+//  4. The coordinator writes the checkpoint (positions, states, tokens)
+//     with temp file, fsync, rename, fsync dir — and only then tells sinks
+//     to commit. Commit is idempotent, so recovery simply re-commits the
+//     last checkpoint's tokens, discards later staging, restores operator
+//     state and seeks sources (or replays the WAL) to the saved positions.
+//
+// Run a configuration:
+//
+//	cfg, err := pipeline.LoadFile("pipelines.yaml")
+//	...
+//	err = runtime.Run(ctx, cfg, nil, stop, runtime.Options{Logger: logger})
+//
+// Closing stop takes a final checkpoint and returns nil; cancelling ctx
+// stops at once and keeps the last checkpoint.
+package runtime

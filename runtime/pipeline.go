@@ -1,0 +1,482 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/weirhq/weir/pipeline"
+	"github.com/weirhq/weir/wal"
+)
+
+// Options configure how pipelines run.
+type Options struct {
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the wall clock; nil means time.Now.
+	Now func() time.Time
+	// OnStats, when set, is called with each pipeline's live figures as it
+	// starts (for progress lines and metrics).
+	OnStats func(*Stats)
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Run runs the named pipelines of cfg (all when names is empty)
+// concurrently. It returns when every pipeline has finished: finite input
+// fully processed and committed, or stop closed (each takes a final
+// checkpoint, commits and returns nil), or a pipeline failed (its error is
+// returned; the others are stopped gracefully). Cancelling ctx stops at
+// once, without a final checkpoint: the last one stays valid.
+func Run(ctx context.Context, cfg *pipeline.Config, names []string, stop <-chan struct{}, opts Options) error {
+	specs, err := Select(cfg, names)
+	if err != nil {
+		return err
+	}
+	opts = opts.withDefaults()
+	innerStop := make(chan struct{})
+	var once sync.Once
+	stopAll := func() { once.Do(func() { close(innerStop) }) }
+	go func() {
+		select {
+		case <-stop:
+			stopAll()
+		case <-innerStop:
+		}
+	}()
+	defer stopAll()
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i, spec := range specs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = RunPipeline(ctx, cfg, spec, innerStop, opts)
+			if errs[i] != nil {
+				stopAll()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Select returns the specs named (all when names is empty).
+func Select(cfg *pipeline.Config, names []string) ([]*pipeline.Spec, error) {
+	if len(names) == 0 {
+		return cfg.Pipelines, nil
+	}
+	var out []*pipeline.Spec
+	for _, n := range names {
+		found := false
+		for _, s := range cfg.Pipelines {
+			if s.Name == n {
+				out = append(out, s)
+				found = true
+			}
+		}
+		if !found {
+			var known []string
+			for _, s := range cfg.Pipelines {
+				known = append(known, s.Name)
+			}
+			return nil, fmt.Errorf("runtime: no pipeline %q in %s (have: %s)", n, cfg.File, strings.Join(known, ", "))
+		}
+	}
+	return out, nil
+}
+
+// PipelineDir is where a pipeline keeps its WAL, checkpoints and staging.
+func PipelineDir(cfg *pipeline.Config, name string) string {
+	return filepath.Join(cfg.DataDir, name)
+}
+
+// CheckpointDir is where a pipeline's checkpoints are stored.
+func CheckpointDir(cfg *pipeline.Config, name string) string {
+	return filepath.Join(PipelineDir(cfg, name), "checkpoints")
+}
+
+func componentDir(pipeDir string, c *pipeline.Component) string {
+	r := strings.NewReplacer("[", "-", "]", "", "/", "-")
+	return filepath.Join(pipeDir, r.Replace(c.ID))
+}
+
+// built holds a pipeline's constructed components.
+type built struct {
+	sources []*sourceStage
+	ops     []*operatorInstance
+	sinks   []*sinkStage
+	dead    *sinkStage
+	wals    []*wal.Log
+	closers []func(context.Context) error
+}
+
+func (b *built) close(ctx context.Context, logger *slog.Logger) {
+	for i := len(b.closers) - 1; i >= 0; i-- {
+		if err := b.closers[i](ctx); err != nil {
+			logger.Warn("close", "err", err)
+		}
+	}
+}
+
+// RunPipeline runs one pipeline; see Run.
+func RunPipeline(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, stop <-chan struct{}, opts Options) (err error) {
+	opts = opts.withDefaults()
+	logger := opts.Logger.With("pipeline", spec.Name)
+	dir := PipelineDir(cfg, spec.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("runtime: %s: create data dir: %w", spec.Name, err)
+	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return fmt.Errorf("runtime: %s: %w", spec.Name, err)
+	}
+	defer unlock()
+
+	store := &CheckpointStore{Dir: filepath.Join(dir, "checkpoints")}
+	last, err := store.Latest()
+	if err != nil {
+		return err
+	}
+	stats := &Stats{Pipeline: spec.Name}
+	stats.DeadLetter.ID = "dead_letter"
+	if opts.OnStats != nil {
+		opts.OnStats(stats)
+	}
+	if last != nil {
+		logger.Info("recovering from checkpoint", "checkpoint", last.ID, "taken", last.Time)
+	}
+
+	b := &built{}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		b.close(closeCtx, logger)
+	}()
+	if err := build(ctx, cfg, spec, dir, last, stats, opts, logger, b); err != nil {
+		return err
+	}
+	return coordinate(ctx, spec, store, last, stats, b, stop, opts, logger)
+}
+
+func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir string, last *Checkpoint,
+	stats *Stats, opts Options, logger *slog.Logger, b *built) error {
+	mk := func(c *pipeline.Component, idx int) pipeline.Build {
+		return pipeline.Build{
+			Pipeline: spec.Name, Component: spec.Name + "/" + c.ID, Index: idx, Guarantee: spec.Guarantee,
+			Dir: componentDir(dir, c), Logger: logger.With("component", c.ID),
+			CheckpointInterval: spec.CheckpointInterval, BatchSize: spec.BatchSize, Now: opts.Now,
+		}
+	}
+	state := func(list func(*Checkpoint) []ComponentState, id string) []byte {
+		if last == nil {
+			return nil
+		}
+		st, _ := findState(list(last), id)
+		return st
+	}
+	walSync, _ := wal.ParseSyncMode(spec.WALSync)
+
+	for i, c := range spec.Sources {
+		bd := mk(c, i)
+		src, err := c.Config.(pipeline.SourceConfig).NewSource(bd)
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", c.Pos, c.ID, err)
+		}
+		b.closers = append(b.closers, src.Close)
+		cs := &ComponentStats{ID: c.ID}
+		stats.Sources = append(stats.Sources, cs)
+		st := &sourceStage{idx: i, id: bd.Component, src: src, guarantee: spec.Guarantee,
+			batchSize: spec.BatchSize, logger: logger, stats: cs, trigger: make(chan barrierRequest, 1)}
+		pos := state(func(c *Checkpoint) []ComponentState { return c.Sources }, c.ID)
+		if p, ok := src.(pipeline.Positioned); ok {
+			st.positioned = p
+			if pos != nil {
+				if err := p.Seek(ctx, pos); err != nil {
+					return fmt.Errorf("%s: seek to checkpointed position: %w", bd.Component, err)
+				}
+			}
+		} else if spec.Guarantee == pipeline.ExactlyOnce {
+			l, err := wal.Open(filepath.Join(bd.Dir, "wal"), wal.Options{Sync: walSync, Logger: bd.Logger})
+			if err != nil {
+				return fmt.Errorf("%s: open ingest WAL: %w", bd.Component, err)
+			}
+			b.wals = append(b.wals, l)
+			b.closers = append(b.closers, func(context.Context) error { return l.Close() })
+			st.wal, st.seen = l, newIDSet(1<<17)
+			st.walFrom = l.FirstIndex()
+			if pos != nil {
+				var wp walPosition
+				if err := json.Unmarshal(pos, &wp); err != nil {
+					return fmt.Errorf("%s: checkpointed WAL position: %w", bd.Component, err)
+				}
+				st.walFrom = wp.WALIndex
+			}
+		}
+		b.sources = append(b.sources, st)
+	}
+
+	for i, c := range spec.Operators {
+		bd := mk(c, i)
+		op, err := c.Config.(pipeline.OperatorConfig).NewOperator(bd)
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", c.Pos, c.ID, err)
+		}
+		oi := &operatorInstance{id: bd.Component, op: op}
+		oi.snap, _ = op.(pipeline.Snapshotter)
+		oi.fin, _ = op.(pipeline.Finisher)
+		oi.tick, _ = op.(pipeline.Ticker)
+		if cl, ok := op.(interface{ Close(context.Context) error }); ok {
+			b.closers = append(b.closers, cl.Close)
+		}
+		if oi.snap != nil {
+			if st := state(func(c *Checkpoint) []ComponentState { return c.Operators }, c.ID); st != nil {
+				if err := oi.snap.Restore(st); err != nil {
+					return fmt.Errorf("%s: restore state: %w", bd.Component, err)
+				}
+			}
+		}
+		b.ops = append(b.ops, oi)
+	}
+
+	mkSink := func(c *pipeline.Component, idx int, cs *ComponentStats) (*sinkStage, error) {
+		bd := mk(c, idx)
+		sk, err := c.Config.(pipeline.SinkConfig).NewSink(bd)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", c.Pos, c.ID, err)
+		}
+		b.closers = append(b.closers, sk.Close)
+		s := &sinkStage{index: idx, id: bd.Component, sink: sk, stats: cs,
+			in: make(chan message, 4), commits: make(chan commitRequest)}
+		s.flusher, _ = sk.(pipeline.Flusher)
+		s.checker, _ = sk.(pipeline.RecordChecker)
+		if cm, ok := sk.(pipeline.Committer); ok && spec.Guarantee == pipeline.ExactlyOnce {
+			s.committer = cm
+			tok := state(func(c *Checkpoint) []ComponentState { return c.Sinks }, c.ID)
+			if err := cm.Recover(ctx, tok); err != nil {
+				return nil, fmt.Errorf("%s: recover: %w", bd.Component, err)
+			}
+		}
+		return s, nil
+	}
+	for i, c := range spec.Sinks {
+		cs := &ComponentStats{ID: c.ID}
+		stats.Sinks = append(stats.Sinks, cs)
+		s, err := mkSink(c, i, cs)
+		if err != nil {
+			return err
+		}
+		b.sinks = append(b.sinks, s)
+	}
+	if spec.DeadLetter != nil {
+		s, err := mkSink(spec.DeadLetter, len(spec.Sinks), &stats.DeadLetter)
+		if err != nil {
+			return err
+		}
+		b.dead = s
+	}
+	return nil
+}
+
+// inflight is the checkpoint being taken.
+type inflight struct {
+	id      uint64
+	final   bool
+	start   time.Time
+	chain   *chainReport
+	tokens  [][]byte
+	answers int
+}
+
+func coordinate(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore, last *Checkpoint,
+	stats *Stats, b *built, stop <-chan struct{}, opts Options, logger *slog.Logger) error {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(runCtx)
+
+	merged := make(chan message, 4)
+	align := newAligner(len(b.sources))
+	chainReports := make(chan chainReport, 1)
+	sinkReports := make(chan sinkReport, len(b.sinks)+1)
+	inputDone := make(chan struct{})
+	allSinks := append([]*sinkStage(nil), b.sinks...)
+	if b.dead != nil {
+		allSinks = append(allSinks, b.dead)
+	}
+	for i, s := range allSinks {
+		s.index = i
+		s.reports = sinkReports
+	}
+	deadLogged := 0
+	ch := &chain{ops: b.ops, nSources: len(b.sources), in: merged, sinks: b.sinks, dead: b.dead, stats: stats,
+		now: opts.Now, reports: chainReports, done: inputDone,
+		onDead: func(d pipeline.DeadLetter) {
+			stats.DeadLetter.Records.Add(1)
+			if deadLogged < 10 {
+				deadLogged++
+				logger.Warn("dead letter (no dead_letter output configured)", "reason", d.Reason, "err", d.Error, "component", d.Component, "origin", d.Record.Origin.Name, "offset", d.Record.Origin.Offset)
+			}
+		}}
+	for _, s := range b.sources {
+		s.out, s.align = merged, align
+		g.Go(func() error { return s.run(gctx) })
+	}
+	g.Go(func() error { return ch.run(gctx) })
+	for _, s := range allSinks {
+		g.Go(func() error { return s.run(gctx) })
+	}
+
+	nextID := uint64(1)
+	if last != nil {
+		nextID = last.ID + 1
+	}
+	g.Go(func() error {
+		defer cancel() // when the coordinator is done, every stage stops
+		ticker := time.NewTicker(spec.CheckpointInterval)
+		defer ticker.Stop()
+		var cur *inflight
+		finalWanted, finalSent, done := false, false, false
+		trigger := func(final bool) {
+			cur = &inflight{id: nextID, final: final, start: opts.Now(), tokens: make([][]byte, len(allSinks))}
+			nextID++
+			finalSent = final
+			for _, s := range b.sources {
+				s.trigger <- barrierRequest{id: cur.id, final: final}
+			}
+		}
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-ticker.C:
+				if cur == nil && !finalSent {
+					trigger(false)
+				}
+			case <-stop:
+				stop = nil
+				finalWanted = true
+				if cur == nil && !finalSent {
+					trigger(true)
+				}
+			case <-inputDone:
+				inputDone, done, finalWanted = nil, true, true
+				if cur == nil && !finalSent {
+					trigger(true)
+				}
+			case rep := <-chainReports:
+				cur.chain = &rep
+			case rep := <-sinkReports:
+				cur.tokens[rep.index] = rep.token
+				cur.answers++
+			}
+			if cur == nil || cur.chain == nil || cur.answers < len(allSinks) {
+				continue
+			}
+			if err := complete(gctx, spec, store, stats, b, allSinks, cur, done && cur.final, logger); err != nil {
+				stats.CheckpointFailures.Add(1)
+				return err
+			}
+			if cur.final {
+				return nil
+			}
+			cur = nil
+			if finalWanted {
+				trigger(true)
+			}
+		}
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// complete makes a checkpoint durable, then commits the sinks, acknowledges
+// at-least-once sources and trims the ingest WAL.
+func complete(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore, stats *Stats, b *built,
+	sinks []*sinkStage, cur *inflight, inputDone bool, logger *slog.Logger) error {
+	c := &Checkpoint{Version: 1, Pipeline: spec.Name, ID: cur.id, Time: time.Now().UTC(), InputDone: inputDone}
+	for i, comp := range spec.Sources {
+		c.Sources = append(c.Sources, ComponentState{ID: comp.ID, State: cur.chain.positions[i]})
+	}
+	for i, comp := range spec.Operators {
+		if st := cur.chain.states[i]; st != nil {
+			c.Operators = append(c.Operators, ComponentState{ID: comp.ID, State: st})
+		}
+	}
+	comps := append([]*pipeline.Component(nil), spec.Sinks...)
+	if spec.DeadLetter != nil {
+		comps = append(comps, spec.DeadLetter)
+	}
+	for i, comp := range comps {
+		if cur.tokens[i] != nil {
+			c.Sinks = append(c.Sinks, ComponentState{ID: comp.ID, State: cur.tokens[i]})
+		}
+	}
+	size, err := store.Save(c)
+	if err != nil {
+		return err
+	}
+	for i, s := range sinks {
+		if s.committer != nil && cur.tokens[i] != nil {
+			if err := s.commit(ctx, cur.tokens[i]); err != nil {
+				return err
+			}
+		}
+	}
+	for _, ack := range cur.chain.acks {
+		if err := ack(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("acknowledge after checkpoint", "checkpoint", cur.id, "err", err)
+		}
+	}
+	for i, s := range b.sources {
+		if s.wal == nil {
+			continue
+		}
+		var wp walPosition
+		if json.Unmarshal(cur.chain.positions[i], &wp) == nil {
+			if err := s.wal.TruncateBefore(wp.WALIndex); err != nil {
+				logger.Warn("trim ingest WAL", "err", err)
+			}
+		}
+	}
+	took := time.Since(cur.start)
+	stats.Checkpoints.Add(1)
+	stats.lastCheckpoint.Store(time.Now().UnixNano())
+	stats.lastDuration.Store(int64(took))
+	stats.lastSize.Store(int64(size))
+	logger.Debug("checkpoint", "id", cur.id, "final", cur.final, "took", took, "bytes", size)
+	return nil
+}
+
+// lockDir takes an exclusive lock on a pipeline's data directory, so two
+// processes never run the same pipeline over the same state.
+func lockDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data dir %s is in use by another weir process (%w)", dir, err)
+	}
+	return func() { f.Close() }, nil
+}

@@ -1,0 +1,320 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/weirhq/weir/pipeline"
+	"github.com/weirhq/weir/wal"
+)
+
+// barrierRequest asks a source stage to inject a barrier.
+type barrierRequest struct {
+	id    uint64
+	final bool
+}
+
+// readResult is one Read, handed from the reader goroutine to the stage.
+type readResult struct {
+	batch *pipeline.Batch
+	ack   AckFunc // at_least_once: to run once the next checkpoint commits
+	pos   []byte
+	err   error
+}
+
+// sourceStage runs one source: a reader goroutine calls Read (and, for
+// sources that cannot replay, writes the records to the ingest WAL before
+// anything downstream sees them); the stage goroutine forwards batches and
+// injects barriers between them.
+type sourceStage struct {
+	idx        int
+	id         string
+	src        pipeline.Source
+	positioned pipeline.Positioned // nil for sources that cannot replay
+	guarantee  pipeline.Guarantee
+	batchSize  int
+	logger     *slog.Logger
+	stats      *ComponentStats
+
+	// Ingest WAL, for a source that cannot replay under exactly_once.
+	wal     *wal.Log
+	walFrom uint64 // replay from here on start (the checkpointed position)
+	seen    *idSet // message ids in the WAL, to drop redeliveries
+
+	out     chan<- message
+	align   *aligner
+	trigger chan barrierRequest
+}
+
+// walPosition is the checkpointed position of a WAL-fed source.
+type walPosition struct {
+	WALIndex uint64 `json:"wal_index"`
+}
+
+func (s *sourceStage) run(ctx context.Context) error {
+	readCtx, cancelRead := context.WithCancel(ctx)
+	defer cancelRead()
+	reads := make(chan readResult, 1)
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		s.readLoop(readCtx, reads)
+	}()
+	defer func() { cancelRead(); <-readerDone }()
+
+	var pos []byte
+	var pending []AckFunc
+	in := reads
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case req := <-s.trigger:
+			b := &barrier{id: req.id, final: req.final, position: pos, acks: pending}
+			pending = nil
+			if !s.send(ctx, message{kind: msgBarrier, barrier: b, source: s.idx}) {
+				return nil
+			}
+			select {
+			case <-s.align.arrive(req.id):
+			case <-ctx.Done():
+				return nil
+			}
+			if req.final {
+				return nil // nothing more is read after the final barrier
+			}
+		case rr := <-in:
+			if rr.err == io.EOF {
+				in = nil
+				if !s.send(ctx, message{kind: msgEOF, source: s.idx}) {
+					return nil
+				}
+				continue
+			}
+			if rr.err != nil {
+				return fmt.Errorf("%s: %w", s.id, rr.err)
+			}
+			pos = rr.pos
+			if rr.ack != nil {
+				pending = append(pending, rr.ack)
+			}
+			if len(rr.batch.Records) > 0 || len(rr.batch.Dead) > 0 {
+				s.stats.addOut(len(rr.batch.Records))
+				if !s.send(ctx, message{kind: msgBatch, batch: rr.batch}) {
+					return nil
+				}
+			}
+		}
+	}
+}
+
+func (s *sourceStage) send(ctx context.Context, m message) bool {
+	select {
+	case s.out <- m:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (s *sourceStage) deliver(ctx context.Context, reads chan<- readResult, rr readResult) bool {
+	select {
+	case reads <- rr:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (s *sourceStage) readLoop(ctx context.Context, reads chan<- readResult) {
+	if s.wal != nil {
+		if err := s.replayWAL(ctx, reads); err != nil {
+			s.deliver(ctx, reads, readResult{err: err})
+			return
+		}
+	}
+	var walBuf []byte
+	var walRecs [][]byte
+	for {
+		b := &pipeline.Batch{Records: make([]*pipeline.Record, 0, s.batchSize)}
+		ack, err := s.src.Read(ctx, b)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			s.deliver(ctx, reads, readResult{err: fmt.Errorf("read: %w", err)})
+			return
+		}
+		for _, r := range b.Records {
+			r.Source = s.idx
+		}
+		rr := readResult{batch: b}
+		switch {
+		case s.wal != nil:
+			s.dropRedeliveries(b)
+			if len(b.Records) > 0 {
+				walBuf, walRecs = walBuf[:0], walRecs[:0]
+				for _, r := range b.Records {
+					start := len(walBuf)
+					walBuf = encodeWALRecord(walBuf, r)
+					walRecs = append(walRecs, walBuf[start:])
+				}
+				first, werr := s.wal.Append(ctx, walRecs...)
+				if werr != nil {
+					s.deliver(ctx, reads, readResult{err: fmt.Errorf("ingest wal: %w", werr)})
+					return
+				}
+				s.walFrom = first + uint64(len(walRecs))
+			}
+			rr.pos, _ = json.Marshal(walPosition{WALIndex: s.walFrom})
+			// Durable in the WAL: safe to acknowledge upstream now.
+			if ack != nil {
+				if aerr := ack(ctx); aerr != nil && ctx.Err() == nil {
+					// The broker will redeliver; the WAL drops the duplicate by id.
+					s.logger.Warn("ack failed; the message will be redelivered and dropped as a duplicate", "component", s.id, "err", aerr)
+				}
+			}
+		case s.positioned != nil:
+			p, perr := s.positioned.Position()
+			if perr != nil {
+				s.deliver(ctx, reads, readResult{err: fmt.Errorf("position: %w", perr)})
+				return
+			}
+			rr.pos = p
+			rr.ack = ack
+		case s.guarantee == pipeline.AtMostOnce:
+			if ack != nil {
+				if aerr := ack(ctx); aerr != nil {
+					s.logger.Warn("ack failed", "component", s.id, "err", aerr)
+				}
+			}
+		default:
+			rr.ack = ack
+		}
+		if !s.deliver(ctx, reads, rr) {
+			return
+		}
+		if errors.Is(err, io.EOF) {
+			s.deliver(ctx, reads, readResult{err: io.EOF})
+			return
+		}
+	}
+}
+
+// dropRedeliveries removes records whose message id is already in the WAL
+// (a broker redelivering what weir had stored but not yet acknowledged).
+func (s *sourceStage) dropRedeliveries(b *pipeline.Batch) {
+	out := b.Records[:0]
+	for _, r := range b.Records {
+		if id := r.Origin.ID; id != "" {
+			if s.seen.has(id) {
+				s.stats.addDuplicate()
+				continue
+			}
+			s.seen.add(id)
+		}
+		out = append(out, r)
+	}
+	clear(b.Records[len(out):])
+	b.Records = out
+}
+
+// replayWAL re-reads the ingest WAL: entries before the checkpointed
+// position only rebuild the set of seen message ids; entries from it on
+// are replayed downstream, as they were before the crash.
+func (s *sourceStage) replayWAL(ctx context.Context, reads chan<- readResult) error {
+	from := s.wal.FirstIndex()
+	if from > s.walFrom {
+		return fmt.Errorf("ingest wal: checkpoint needs index %d but the log starts at %d", s.walFrom, from)
+	}
+	rd, err := s.wal.NewReader(from)
+	if err != nil {
+		return fmt.Errorf("ingest wal: %w", err)
+	}
+	defer rd.Close()
+	var b *pipeline.Batch
+	var recs []*pipeline.Record
+	flush := func(next uint64) bool {
+		if b == nil || len(b.Records) == 0 {
+			return true
+		}
+		pos, _ := json.Marshal(walPosition{WALIndex: next})
+		ok := s.deliver(ctx, reads, readResult{batch: b, pos: pos})
+		b = nil
+		return ok
+	}
+	replayed := 0
+	for {
+		idx, data, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("ingest wal: %w", err)
+		}
+		if idx < s.walFrom {
+			var r pipeline.Record
+			if decodeWALRecord(data, &r) == nil && r.Origin.ID != "" {
+				s.seen.add(r.Origin.ID)
+			}
+			continue
+		}
+		if b == nil {
+			b = &pipeline.Batch{Records: make([]*pipeline.Record, 0, s.batchSize)}
+			recs = pipeline.NewRecords(s.batchSize)
+		}
+		r := recs[len(b.Records)]
+		if err := decodeWALRecord(append([]byte(nil), data...), r); err != nil {
+			return fmt.Errorf("ingest wal: entry %d: %w", idx, err)
+		}
+		r.Source = s.idx
+		if r.Origin.ID != "" {
+			s.seen.add(r.Origin.ID)
+		}
+		b.Records = append(b.Records, r)
+		replayed++
+		if len(b.Records) == s.batchSize && !flush(idx+1) {
+			return nil
+		}
+		s.walFrom = idx + 1
+	}
+	if !flush(s.walFrom) {
+		return nil
+	}
+	if replayed > 0 {
+		s.logger.Info("replayed ingest WAL", "component", s.id, "records", replayed)
+	}
+	return nil
+}
+
+// idSet is a bounded set of recent message ids (FIFO eviction).
+type idSet struct {
+	max  int
+	set  map[string]struct{}
+	ring []string
+	next int
+}
+
+func newIDSet(max int) *idSet {
+	return &idSet{max: max, set: make(map[string]struct{}, 1024)}
+}
+
+func (s *idSet) has(id string) bool { _, ok := s.set[id]; return ok }
+
+func (s *idSet) add(id string) {
+	if _, ok := s.set[id]; ok {
+		return
+	}
+	if len(s.ring) < s.max {
+		s.ring = append(s.ring, id)
+	} else {
+		delete(s.set, s.ring[s.next])
+		s.ring[s.next] = id
+		s.next = (s.next + 1) % s.max
+	}
+	s.set[id] = struct{}{}
+}

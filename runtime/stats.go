@@ -1,0 +1,59 @@
+package runtime
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// ComponentStats counts what one component has done. Fields are updated
+// atomically by the component's stage and may be read at any time.
+type ComponentStats struct {
+	ID         string
+	Records    atomic.Int64 // records out (sources, operators) or written (sinks)
+	Dead       atomic.Int64 // records this component sent to the dead-letter output
+	Duplicates atomic.Int64 // redeliveries dropped by message id (WAL-fed sources)
+}
+
+func (c *ComponentStats) addOut(n int)  { c.Records.Add(int64(n)) }
+func (c *ComponentStats) addDuplicate() { c.Duplicates.Add(1) }
+
+// Stats is a running pipeline's live figures.
+type Stats struct {
+	Pipeline   string
+	Sources    []*ComponentStats
+	Sinks      []*ComponentStats
+	DeadLetter ComponentStats // dead letters written (or dropped when no dead_letter is configured)
+
+	Checkpoints        atomic.Int64
+	CheckpointFailures atomic.Int64
+	lastCheckpoint     atomic.Int64 // unix nanoseconds
+	lastDuration       atomic.Int64 // nanoseconds
+	lastSize           atomic.Int64 // bytes
+}
+
+// LastCheckpoint returns when the last checkpoint completed (zero if none),
+// how long it took and its size in bytes.
+func (s *Stats) LastCheckpoint() (at time.Time, took time.Duration, size int) {
+	ns := s.lastCheckpoint.Load()
+	if ns == 0 {
+		return time.Time{}, 0, 0
+	}
+	return time.Unix(0, ns), time.Duration(s.lastDuration.Load()), int(s.lastSize.Load())
+}
+
+// In returns the records read by all sources.
+func (s *Stats) In() int64 {
+	var n int64
+	for _, c := range s.Sources {
+		n += c.Records.Load()
+	}
+	return n
+}
+
+// Out returns the records written by the first sink.
+func (s *Stats) Out() int64 {
+	if len(s.Sinks) == 0 {
+		return 0
+	}
+	return s.Sinks[0].Records.Load()
+}
