@@ -35,6 +35,14 @@ type Build struct {
 	BatchSize int
 	// Now is the wall clock; tests replace it.
 	Now func() time.Time
+	// RequestCheckpoint asks the runtime for a checkpoint now and waits
+	// until one that covers every batch the source has returned from Read
+	// so far is durable and committed. A Kafka source calls it before giving
+	// up partitions in a rebalance. It must not be called from the
+	// goroutine that calls Read (the batches it waits for would never be
+	// handed on); call it from a callback such as franz-go's
+	// OnPartitionsRevoked. Nil outside the runtime.
+	RequestCheckpoint func(ctx context.Context) error
 }
 
 // MkDir creates b.Dir (and parents) and returns it.

@@ -127,6 +127,23 @@ type built struct {
 	dead    *sinkStage
 	wals    []*wal.Log
 	closers []func(context.Context) error
+	// requests carries RequestCheckpoint calls to the coordinator.
+	requests chan chan error
+}
+
+func (b *built) requestCheckpoint(ctx context.Context) error {
+	done := make(chan error, 1)
+	select {
+	case b.requests <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (b *built) close(ctx context.Context, logger *slog.Logger) {
@@ -165,7 +182,7 @@ func RunPipeline(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec,
 		logger.Info("recovering from checkpoint", "checkpoint", last.ID, "taken", last.Time)
 	}
 
-	b := &built{}
+	b := &built{requests: make(chan chan error)}
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
@@ -184,6 +201,7 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 			Pipeline: spec.Name, Component: spec.Name + "/" + c.ID, Index: idx, Guarantee: spec.Guarantee,
 			Dir: componentDir(dir, c), Logger: logger.With("component", c.ID),
 			CheckpointInterval: spec.CheckpointInterval, BatchSize: spec.BatchSize, Now: opts.Now,
+			RequestCheckpoint: b.requestCheckpoint,
 		}
 	}
 	state := func(list func(*Checkpoint) []ComponentState, id string) []byte {
@@ -296,6 +314,8 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 	return nil
 }
 
+var errPipelineStopped = errors.New("runtime: pipeline stopped")
+
 // inflight is the checkpoint being taken.
 type inflight struct {
 	id      uint64
@@ -353,6 +373,16 @@ func coordinate(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore
 		ticker := time.NewTicker(spec.CheckpointInterval)
 		defer ticker.Stop()
 		var cur *inflight
+		// waiting: RequestCheckpoint callers answered when cur completes;
+		// queued: callers that asked while cur was under way, answered by
+		// the next checkpoint (cur's barriers may be older than their reads).
+		var waiting, queued []chan error
+		answer := func(list []chan error, err error) {
+			for _, w := range list {
+				w <- err
+			}
+		}
+		defer func() { answer(waiting, errPipelineStopped); answer(queued, errPipelineStopped) }()
 		finalWanted, finalSent, done := false, false, false
 		trigger := func(final bool) {
 			cur = &inflight{id: nextID, final: final, start: opts.Now(), tokens: make([][]byte, len(allSinks))}
@@ -369,6 +399,16 @@ func coordinate(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore
 			case <-ticker.C:
 				if cur == nil && !finalSent {
 					trigger(false)
+				}
+			case w := <-b.requests:
+				switch {
+				case finalSent:
+					w <- errPipelineStopped
+				case cur == nil:
+					trigger(false)
+					waiting = append(waiting, w)
+				default:
+					queued = append(queued, w)
 				}
 			case <-stop:
 				stop = nil
@@ -394,12 +434,19 @@ func coordinate(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore
 				stats.CheckpointFailures.Add(1)
 				return err
 			}
+			answer(waiting, nil)
+			waiting, queued = queued, nil
 			if cur.final {
+				answer(waiting, nil)
+				waiting = nil
 				return nil
 			}
 			cur = nil
-			if finalWanted {
+			switch {
+			case finalWanted:
 				trigger(true)
+			case len(waiting) > 0:
+				trigger(false)
 			}
 		}
 	})

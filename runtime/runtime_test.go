@@ -29,7 +29,15 @@ type countConfig struct {
 	Positioned bool `yaml:"positioned"`
 	FailAfter  int  `yaml:"fail_after"`
 	WithIDs    bool `yaml:"with_ids"`
+	// RequestAt makes the source call Build.RequestCheckpoint (from another
+	// goroutine, as a rebalance callback would) once it has emitted this
+	// many records, and report the position covered to requested.
+	RequestAt int `yaml:"request_at"`
 }
+
+// requested receives, per RequestCheckpoint call, the error and the number
+// of records emitted before the call.
+var requested = make(chan [2]any, 1)
 
 // acked models a broker's acknowledged position, per data dir, across the
 // runs of one test: a non-positioned source restarts from the first
@@ -51,7 +59,7 @@ func broker(dir string) *atomic.Int64 {
 }
 
 func (c *countConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
-	s := &countSource{cfg: *c, batch: b.BatchSize, acked: broker(b.Dir)}
+	s := &countSource{cfg: *c, batch: b.BatchSize, acked: broker(b.Dir), request: b.RequestCheckpoint}
 	if c.Positioned {
 		return &positionedCount{s}, nil
 	}
@@ -62,6 +70,7 @@ func (c *countConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 }
 
 type countSource struct {
+	request func(context.Context) error
 	acked   *atomic.Int64
 	cfg     countConfig
 	next    int
@@ -89,6 +98,11 @@ func (s *countSource) Read(_ context.Context, b *pipeline.Batch) (pipeline.AckFu
 		s.emitted++
 	}
 	end := int64(s.next)
+	if s.cfg.RequestAt > 0 && s.next >= s.cfg.RequestAt && s.request != nil {
+		req, before := s.request, s.next
+		s.request = nil
+		go func() { requested <- [2]any{req(context.Background()), before} }()
+	}
 	return func(context.Context) error {
 		if end <= s.acked.Load() {
 			return fmt.Errorf("ack out of order: %d after %d", end, s.acked.Load())
@@ -292,5 +306,41 @@ func TestGracefulStopTakesFinalCheckpoint(t *testing.T) {
 	lines := readLines(t, dir+"/out.jsonl")
 	if want := (next + 1) / 2; len(lines) != want {
 		t.Fatalf("final checkpoint at record %d but %d lines committed, want %d", next, len(lines), want)
+	}
+}
+
+// RequestCheckpoint returns once a checkpoint covering everything the
+// source returned before the call is durable.
+func TestRequestCheckpointCoversEverythingReadBefore(t *testing.T) {
+	dir := t.TempDir()
+	cfg := load(t, strings.Replace(config(dir, "{n: 100000000, positioned: true, request_at: 5000}", "exactly_once"),
+		"checkpoint_interval: 20ms", "checkpoint_interval: 1h", 1))
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- runtime.Run(context.Background(), cfg, nil, stop, runtime.Options{}) }()
+	var got [2]any
+	select {
+	case got = <-requested:
+	case <-time.After(20 * time.Second):
+		t.Fatal("RequestCheckpoint did not return")
+	}
+	if got[0] != nil {
+		t.Fatalf("RequestCheckpoint: %v", got[0])
+	}
+	store := &runtime.CheckpointStore{Dir: runtime.CheckpointDir(cfg, "t")}
+	c, err := store.Latest()
+	if err != nil || c == nil {
+		t.Fatalf("no checkpoint after RequestCheckpoint (interval is 1h): %v", err)
+	}
+	var next int
+	if err := json.Unmarshal(c.Sources[0].State, &next); err != nil {
+		t.Fatal(err)
+	}
+	if before := got[1].(int); next < before {
+		t.Fatalf("checkpoint covers %d records, but %d were returned before the request", next, before)
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
