@@ -402,7 +402,11 @@ func (l *loader) component(n ast.Node, kind Kind, where string) *Component {
 		return nil
 	}
 	if len(ps) != 1 {
-		l.errorf(n, "%s: expected one %s, such as `{%s: {...}}`, got %d keys", where, kind, example(kind), len(ps))
+		at := n
+		if len(ps) > 0 {
+			at = ps[0].kn
+		}
+		l.errorf(at, "%s: expected one %s, such as `{%s: {...}}`, got %d keys", where, kind, example(kind), len(ps))
 		return nil
 	}
 	p := ps[0]

@@ -136,72 +136,68 @@ func (fs *Fields) Map() map[string]any {
 // normally the record's Value).
 func (fs *Fields) ParseJSONObject(data []byte) error {
 	fs.Reset()
-	// jsonparser reports strings without their quotes; kindOf notes whether
-	// one has escapes, to decode it later.
-	err := jsonparser.ObjectEach(data, func(key, value []byte, t jsonparser.ValueType, _ int) error {
+	if cap(fs.f) == 0 {
+		fs.f = make([]field, 0, 8)
+	}
+	end := -1 // offset just past the last value
+	err := jsonparser.ObjectEach(data, func(key, value []byte, t jsonparser.ValueType, off int) error {
 		if t == jsonparser.NotExist || t == jsonparser.Unknown {
 			return errBadJSON
 		}
-		k := kindOf(t, value)
-		name := bytesToString(key)
-		for _, c := range key {
-			if c == '\\' {
-				s, err := jsonparser.ParseString(key)
-				if err != nil {
-					return err
-				}
-				name = s
-				break
-			}
+		// A key with escapes comes back unescaped in jsonparser's own
+		// scratch buffer: copy it; otherwise alias data.
+		name := string(key)
+		if within(data, key) {
+			name = bytesToString(key)
 		}
-		fs.f = append(fs.f, field{name: name, raw: value, kind: k})
+		fs.f = append(fs.f, field{name: name, raw: value, kind: kindOf(t, value)})
+		end = off
 		return nil
 	})
+	if err == nil && !closesObject(data, end) {
+		err = errBadJSON
+	}
 	if err != nil {
 		fs.Reset()
 		return err
 	}
-	if !trailingSpaceOnly(data) {
-		fs.Reset()
-		return errBadJSON
-	}
 	return nil
 }
 
-// trailingSpaceOnly checks that nothing but white space follows the object.
-// jsonparser stops at the closing brace and would accept `{} junk`.
-func trailingSpaceOnly(data []byte) bool {
-	depth, inStr, esc := 0, false, false
-	for i, c := range data {
-		if inStr {
-			switch {
-			case esc:
-				esc = false
-			case c == '\\':
-				esc = true
-			case c == '"':
-				inStr = false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inStr = true
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth == 0 {
-				for _, t := range data[i+1:] {
-					if t != ' ' && t != '\t' && t != '\r' && t != '\n' {
-						return false
-					}
-				}
-				return true
-			}
-		}
+// within reports whether b is a subslice of data.
+func within(data, b []byte) bool {
+	if len(b) == 0 || len(data) == 0 {
+		return len(b) == 0
 	}
-	return false
+	start := uintptr(unsafe.Pointer(&data[0]))
+	p := uintptr(unsafe.Pointer(&b[0]))
+	return p >= start && p+uintptr(len(b)) <= start+uintptr(len(data))
+}
+
+// closesObject checks that after the last value (at end; -1 for an empty
+// object) come only the closing brace and white space. jsonparser stops at
+// the brace and would accept `{"a":1} junk`.
+func closesObject(data []byte, end int) bool {
+	i := 0
+	if end < 0 { // no members: expect `{` `}`
+		i = skipSpace(data, 0)
+		if i >= len(data) || data[i] != '{' {
+			return false
+		}
+		end = i + 1
+	}
+	i = skipSpace(data, end)
+	if i >= len(data) || data[i] != '}' {
+		return false
+	}
+	return skipSpace(data, i+1) == len(data)
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n') {
+		i++
+	}
+	return i
 }
 
 func decodeRaw(raw []byte, k rawKind) any {
