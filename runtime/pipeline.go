@@ -156,6 +156,7 @@ func (b *built) close(ctx context.Context, logger *slog.Logger) {
 
 // RunPipeline runs one pipeline; see Run.
 func RunPipeline(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, stop <-chan struct{}, opts Options) (err error) {
+	begin := time.Now()
 	opts = opts.withDefaults()
 	logger := opts.Logger.With("pipeline", spec.Name)
 	dir := PipelineDir(cfg, spec.Name)
@@ -191,6 +192,7 @@ func RunPipeline(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec,
 	if err := build(ctx, cfg, spec, dir, last, stats, opts, logger, b); err != nil {
 		return err
 	}
+	logger.Info("running", "guarantee", spec.Guarantee, "recovered_in", time.Since(begin).Round(time.Microsecond))
 	return coordinate(ctx, spec, store, last, stats, b, stop, opts, logger)
 }
 
