@@ -428,8 +428,10 @@ func (l *loader) component(n ast.Node, kind Kind, where string) *Component {
 			var ce *ConfigError
 			if errors.As(err, &ce) {
 				l.errs = append(l.errs, ce)
+			} else if msg := err.Error(); strings.HasPrefix(msg, p.key+":") {
+				l.errorf(p.kn, "%s", msg)
 			} else {
-				l.errorf(p.kn, "%s: %v", p.key, err)
+				l.errorf(p.kn, "%s: %s", p.key, msg)
 			}
 			return nil
 		}

@@ -11,7 +11,7 @@ import (
 type rawKind uint8
 
 const (
-	decoded rawKind = iota // val holds the value; raw, if set, is its unchanged encoding
+	noRaw rawKind = iota // set by Set: val is the value, there is no encoding
 	rawString
 	rawEscapedString
 	rawNumber
@@ -22,10 +22,11 @@ const (
 )
 
 type field struct {
-	name string
-	val  any
-	raw  []byte // JSON encoding of the value as parsed; nil once the field is set
-	kind rawKind
+	name    string
+	val     any
+	raw     []byte  // JSON encoding of the value as parsed (strings without quotes); nil once the field is set
+	kind    rawKind // how raw is encoded; kept after decoding, for output
+	decoded bool    // val holds raw decoded
 }
 
 // Fields is the ordered structured view of a record: top-level names in
@@ -78,11 +79,11 @@ func (fs *Fields) Value(i int) any { return fs.value(i) }
 
 func (fs *Fields) value(i int) any {
 	f := &fs.f[i]
-	if f.kind == decoded {
+	if f.raw == nil || f.decoded {
 		return f.val
 	}
 	f.val = decodeRaw(f.raw, f.kind)
-	f.kind = decoded
+	f.decoded = true
 	return f.val
 }
 

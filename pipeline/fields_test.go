@@ -56,6 +56,8 @@ func TestAppendJSONCopiesUnchangedFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = r.Get("a") // reading does not change the encoding
+	_ = r.Get("s")
+	_ = r.Get("n")
 	r.Set("added", "q\"\t<")
 	r.Set("t", time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC))
 	r.Set("inf", math.Inf(1))
