@@ -184,6 +184,7 @@ func (s *FileSink) stream(base string) (*fileStream, error) {
 		if err := s.roll(st); err != nil {
 			return nil, err
 		}
+		st = nil
 	}
 	if st == nil {
 		if len(s.streams) >= s.cfg.MaxOpenFiles {

@@ -1,0 +1,274 @@
+package sinks
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weirhq/weir/pipeline"
+)
+
+func newFileSink(t *testing.T, dir string, g pipeline.Guarantee, path string, mutate func(*FileConfig)) *FileSink {
+	t.Helper()
+	tpl, err := pipeline.CompileTemplate(path, pipeline.Pos{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &FileConfig{Path: tpl, MaxOpenFiles: 64, BufferBytes: 4096}
+	if mutate != nil {
+		mutate(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := cfg.NewSink(pipeline.Build{Guarantee: g, Dir: filepath.Join(dir, "state")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.(*FileSink)
+}
+
+func batchOf(from, to int) *pipeline.Batch {
+	b := &pipeline.Batch{}
+	for i := from; i < to; i++ {
+		r := &pipeline.Record{}
+		r.SetFields().Set("i", int64(i))
+		r.Fields().Set("day", fmt.Sprintf("d%d", i%2))
+		b.Records = append(b.Records, r)
+	}
+	return b
+}
+
+func lines(from, to int) string {
+	var b strings.Builder
+	for i := from; i < to; i++ {
+		fmt.Fprintf(&b, "{\"i\":%d,\"day\":\"d%d\"}\n", i, i%2)
+	}
+	return b.String()
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestFileSinkTwoPhaseCommit(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.jsonl")
+	s := newFileSink(t, dir, pipeline.ExactlyOnce, out, nil)
+	if err := s.Recover(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, batchOf(0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, out); got != "" {
+		t.Fatalf("visible before commit: %q", got)
+	}
+	tok1, err := s.PreCommit(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, out); got != "" {
+		t.Fatalf("visible after pre-commit: %q", got)
+	}
+	if err := s.Write(ctx, batchOf(10, 20)); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // a second commit of the same token changes nothing
+		if err := s.Commit(ctx, tok1); err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(t, out); got != lines(0, 10) {
+			t.Fatalf("after commit:\n%s", got)
+		}
+	}
+	tok2, err := s.PreCommit(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, batchOf(20, 30)); err != nil { // never pre-committed: lost in the "crash"
+		t.Fatal(err)
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(ctx) // crash: checkpoint 2 was written, its commit never ran
+
+	// Recovery re-commits checkpoint 2 and discards what came after it.
+	r := newFileSink(t, dir, pipeline.ExactlyOnce, out, nil)
+	if err := r.Recover(ctx, tok2); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, out); got != lines(0, 20) {
+		t.Fatalf("after recovery:\n%s", got)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "state/staging/*")); len(left) != 0 {
+		t.Fatalf("staging not cleaned: %v", left)
+	}
+	// Recovering the same token again (a crash during recovery) is a no-op.
+	if err := newFileSink(t, dir, pipeline.ExactlyOnce, out, nil).Recover(ctx, tok2); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, out); got != lines(0, 20) {
+		t.Fatalf("after second recovery:\n%s", got)
+	}
+	// Writing on continues at the committed end.
+	if err := r.Write(ctx, batchOf(20, 25)); err != nil {
+		t.Fatal(err)
+	}
+	tok3, _ := r.PreCommit(ctx, 3)
+	if err := r.Commit(ctx, tok3); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, out); got != lines(0, 25) {
+		t.Fatalf("after more commits:\n%s", got)
+	}
+}
+
+// A commit that died half-way (the final file holds part of the staged
+// bytes) is completed, not doubled.
+func TestFileSinkCommitCompletesTornAppend(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.jsonl")
+	s := newFileSink(t, dir, pipeline.ExactlyOnce, out, nil)
+	_ = s.Recover(ctx, nil)
+	_ = s.Write(ctx, batchOf(0, 50))
+	tok, _ := s.PreCommit(ctx, 1)
+	if err := os.WriteFile(out, []byte(lines(0, 50)[:333]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, out); got != lines(0, 50) {
+		t.Fatalf("got %d bytes, want %d", len(got), len(lines(0, 50)))
+	}
+}
+
+func TestFileSinkRefusesAFileChangedOutsideWeir(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.jsonl")
+	s := newFileSink(t, dir, pipeline.ExactlyOnce, out, nil)
+	_ = s.Recover(ctx, nil)
+	_ = s.Write(ctx, batchOf(0, 5))
+	tok, _ := s.PreCommit(ctx, 1)
+	_ = s.Commit(ctx, tok)
+	_ = s.Write(ctx, batchOf(5, 10))
+	tok2, _ := s.PreCommit(ctx, 2)
+	os.Truncate(out, 3)
+	err := s.Commit(ctx, tok2)
+	if err == nil || !strings.Contains(err.Error(), "changed outside weir") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestFileSinkRollsBySizeAndSpreadsByTemplate(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := newFileSink(t, dir, pipeline.ExactlyOnce, filepath.Join(dir, "{{ day }}/x.jsonl"), func(c *FileConfig) { c.MaxBytes = 100 })
+	_ = s.Recover(ctx, nil)
+	if err := s.Write(ctx, batchOf(0, 40)); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := s.PreCommit(ctx, 1)
+	if err := s.Commit(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	for _, day := range []string{"d0", "d1"} {
+		parts, _ := filepath.Glob(filepath.Join(dir, day, "x-*.jsonl"))
+		if len(parts) < 3 {
+			t.Fatalf("%s: want several parts, got %v", day, parts)
+		}
+		var all string
+		for _, p := range parts {
+			c := readFile(t, p)
+			if len(c) > 100+20 {
+				t.Errorf("%s is %d bytes, limit 100 (+ one line)", p, len(c))
+			}
+			all += c
+		}
+		var want strings.Builder
+		for i := 0; i < 40; i++ {
+			if fmt.Sprintf("d%d", i%2) == day {
+				want.WriteString(lines(i, i+1))
+			}
+		}
+		if all != want.String() {
+			t.Errorf("%s parts hold:\n%s\nwant:\n%s", day, all, want.String())
+		}
+	}
+}
+
+func TestFileSinkAtLeastOnceWritesDirectly(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.jsonl")
+	s := newFileSink(t, dir, pipeline.AtLeastOnce, out, nil)
+	_ = s.Write(ctx, batchOf(0, 3))
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, out); got != lines(0, 3) {
+		t.Fatalf("got %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state")); !os.IsNotExist(err) {
+		t.Fatalf("at_least_once created staging state: %v", err)
+	}
+	_ = s.Close(ctx)
+}
+
+func TestFileSinkRollsByAge(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := newFileSink(t, dir, pipeline.AtLeastOnce, filepath.Join(dir, "x.jsonl"), func(c *FileConfig) { c.MaxAge = time.Minute })
+	s.now = func() time.Time { return now }
+	_ = s.Write(ctx, batchOf(0, 2))
+	now = now.Add(2 * time.Minute)
+	_ = s.Write(ctx, batchOf(2, 4))
+	_ = s.Close(ctx)
+	if a, b := readFile(t, filepath.Join(dir, "x-000001.jsonl")), readFile(t, filepath.Join(dir, "x-000002.jsonl")); a != lines(0, 2) || b != lines(2, 4) {
+		t.Fatalf("parts: %q / %q", a, b)
+	}
+}
+
+func BenchmarkFileSinkWrite(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	tpl, _ := pipeline.CompileTemplate(filepath.Join(dir, "out.jsonl"), pipeline.Pos{})
+	cfg := &FileConfig{Path: tpl, MaxOpenFiles: 8, BufferBytes: 256 << 10}
+	sk, _ := cfg.NewSink(pipeline.Build{Guarantee: pipeline.ExactlyOnce, Dir: filepath.Join(dir, "state")})
+	s := sk.(*FileSink)
+	_ = s.Recover(ctx, nil)
+	line := []byte(`{"ts":"2026-01-01T00:00:00.000Z","level":"error","service":"api-gateway","msg":"payment authorization declined by provider","latency_ms":12.64,"status":500}`)
+	batch := &pipeline.Batch{}
+	for range 1024 {
+		r := &pipeline.Record{Value: line}
+		_ = r.SetFields().ParseJSONObject(line)
+		r.Set("alert", true)
+		batch.Records = append(batch.Records, r)
+	}
+	b.SetBytes(int64(len(line)+15) * 1024)
+	for i := 0; b.Loop(); i++ {
+		if err := s.Write(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+		if i%100 == 99 {
+			tok, _ := s.PreCommit(ctx, uint64(i))
+			_ = s.Commit(ctx, tok)
+		}
+	}
+	b.ReportMetric(float64(b.N*1024)/b.Elapsed().Seconds(), "records/s")
+}
