@@ -22,6 +22,7 @@ type chainReport struct {
 	id        uint64
 	final     bool
 	positions [][]byte
+	forwarded []uint64 // per source: Reads before the barrier
 	states    [][]byte
 	acks      []AckFunc
 }
@@ -109,10 +110,11 @@ func (c *chain) onBarrier(ctx context.Context, m message) error {
 	b := m.barrier
 	rep := c.pending[b.id]
 	if rep == nil {
-		rep = &chainReport{id: b.id, final: b.final, positions: make([][]byte, c.nSources)}
+		rep = &chainReport{id: b.id, final: b.final, positions: make([][]byte, c.nSources), forwarded: make([]uint64, c.nSources)}
 		c.pending[b.id] = rep
 	}
 	rep.positions[m.source] = b.position
+	rep.forwarded[m.source] = b.forwarded
 	rep.acks = append(rep.acks, b.acks...)
 	c.arrived[b.id]++
 	if c.arrived[b.id] < c.nSources {

@@ -31,8 +31,9 @@ type barrier struct {
 	final bool // the last checkpoint before a graceful stop
 
 	// Filled by the source stage that sends it:
-	position []byte    // the source's position after everything before the barrier
-	acks     []AckFunc // at_least_once: acks to run once this checkpoint commits
+	position  []byte    // the source's position after everything before the barrier
+	acks      []AckFunc // at_least_once: acks to run once this checkpoint commits
+	forwarded uint64    // how many of the source's Reads are before the barrier
 }
 
 // AckFunc is pipeline.AckFunc, named here for brevity.

@@ -128,13 +128,34 @@ type built struct {
 	wals    []*wal.Log
 	closers []func(context.Context) error
 	// requests carries RequestCheckpoint calls to the coordinator.
-	requests chan chan error
+	requests chan checkpointRequest
+}
+
+// checkpointRequest is a RequestCheckpoint call: it is answered by the first
+// checkpoint whose barriers came after the first reads[i] Reads of every
+// source i.
+type checkpointRequest struct {
+	reads []uint64
+	done  chan error
+}
+
+func (r checkpointRequest) coveredBy(c *chainReport) bool {
+	for i, n := range r.reads {
+		if c.forwarded[i] < n {
+			return false
+		}
+	}
+	return true
 }
 
 func (b *built) requestCheckpoint(ctx context.Context) error {
-	done := make(chan error, 1)
+	req := checkpointRequest{done: make(chan error, 1)}
+	for _, s := range b.sources {
+		req.reads = append(req.reads, s.returned.Load())
+	}
+	done := req.done
 	select {
-	case b.requests <- done:
+	case b.requests <- req:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -183,7 +204,7 @@ func RunPipeline(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec,
 		logger.Info("recovering from checkpoint", "checkpoint", last.ID, "taken", last.Time)
 	}
 
-	b := &built{requests: make(chan chan error)}
+	b := &built{requests: make(chan checkpointRequest)}
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
@@ -375,16 +396,14 @@ func coordinate(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore
 		ticker := time.NewTicker(spec.CheckpointInterval)
 		defer ticker.Stop()
 		var cur *inflight
-		// waiting: RequestCheckpoint callers answered when cur completes;
-		// queued: callers that asked while cur was under way, answered by
-		// the next checkpoint (cur's barriers may be older than their reads).
-		var waiting, queued []chan error
-		answer := func(list []chan error, err error) {
-			for _, w := range list {
-				w <- err
+		// waiting: RequestCheckpoint calls, answered by the first completed
+		// checkpoint that covers the reads they name.
+		var waiting []checkpointRequest
+		defer func() {
+			for _, w := range waiting {
+				w.done <- errPipelineStopped
 			}
-		}
-		defer func() { answer(waiting, errPipelineStopped); answer(queued, errPipelineStopped) }()
+		}()
 		finalWanted, finalSent, done := false, false, false
 		trigger := func(final bool) {
 			cur = &inflight{id: nextID, final: final, start: opts.Now(), tokens: make([][]byte, len(allSinks))}
@@ -403,14 +422,13 @@ func coordinate(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore
 					trigger(false)
 				}
 			case w := <-b.requests:
-				switch {
-				case finalSent:
-					w <- errPipelineStopped
-				case cur == nil:
+				if finalSent {
+					w.done <- errPipelineStopped
+					continue
+				}
+				waiting = append(waiting, w)
+				if cur == nil {
 					trigger(false)
-					waiting = append(waiting, w)
-				default:
-					queued = append(queued, w)
 				}
 			case <-stop:
 				stop = nil
@@ -436,11 +454,16 @@ func coordinate(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore
 				stats.CheckpointFailures.Add(1)
 				return err
 			}
-			answer(waiting, nil)
-			waiting, queued = queued, nil
+			still := waiting[:0]
+			for _, w := range waiting {
+				if cur.final || w.coveredBy(cur.chain) {
+					w.done <- nil
+				} else {
+					still = append(still, w)
+				}
+			}
+			waiting = still
 			if cur.final {
-				answer(waiting, nil)
-				waiting = nil
 				return nil
 			}
 			cur = nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/weirhq/weir/pipeline"
 	"github.com/weirhq/weir/wal"
@@ -48,6 +49,12 @@ type sourceStage struct {
 	out     chan<- message
 	align   *aligner
 	trigger chan barrierRequest
+
+	// returned counts Reads that returned (set by the reader goroutine);
+	// forwarded counts those the stage has passed on (stage goroutine only).
+	// A barrier injected when forwarded >= n covers the first n Reads.
+	returned  atomic.Uint64
+	forwarded uint64
 }
 
 // walPosition is the checkpointed position of a WAL-fed source.
@@ -74,7 +81,7 @@ func (s *sourceStage) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case req := <-s.trigger:
-			b := &barrier{id: req.id, final: req.final, position: pos, acks: pending}
+			b := &barrier{id: req.id, final: req.final, position: pos, acks: pending, forwarded: s.forwarded}
 			pending = nil
 			if !s.send(ctx, message{kind: msgBarrier, barrier: b, source: s.idx}) {
 				return nil
@@ -88,6 +95,7 @@ func (s *sourceStage) run(ctx context.Context) error {
 				return nil // nothing more is read after the final barrier
 			}
 		case rr := <-in:
+			s.forwarded++
 			if rr.err == io.EOF {
 				in = nil
 				if !s.send(ctx, message{kind: msgEOF, source: s.idx}) {
@@ -137,8 +145,7 @@ func (s *sourceStage) readLoop(ctx context.Context, reads chan<- readResult) {
 			return
 		}
 	}
-	var walBuf []byte
-	var walRecs [][]byte
+	var walBuf, walScratch []byte
 	for {
 		b := &pipeline.Batch{Records: make([]*pipeline.Record, 0, s.batchSize)}
 		ack, err := s.src.Read(ctx, b)
@@ -157,18 +164,13 @@ func (s *sourceStage) readLoop(ctx context.Context, reads chan<- readResult) {
 		case s.wal != nil:
 			s.dropRedeliveries(b)
 			if len(b.Records) > 0 {
-				walBuf, walRecs = walBuf[:0], walRecs[:0]
-				for _, r := range b.Records {
-					start := len(walBuf)
-					walBuf = encodeWALRecord(walBuf, r)
-					walRecs = append(walRecs, walBuf[start:])
-				}
-				first, werr := s.wal.Append(ctx, walRecs...)
+				walBuf, walScratch = encodeWALBatch(walBuf[:0], b.Records, walScratch)
+				first, werr := s.wal.Append(ctx, walBuf)
 				if werr != nil {
 					s.deliver(ctx, reads, readResult{err: fmt.Errorf("ingest wal: %w", werr)})
 					return
 				}
-				s.walFrom = first + uint64(len(walRecs))
+				s.walFrom = first + 1
 			}
 			rr.pos, _ = json.Marshal(walPosition{WALIndex: s.walFrom})
 			// Durable in the WAL: safe to acknowledge upstream now.
@@ -195,6 +197,7 @@ func (s *sourceStage) readLoop(ctx context.Context, reads chan<- readResult) {
 		default:
 			rr.ack = ack
 		}
+		s.returned.Add(1)
 		if !s.deliver(ctx, reads, rr) {
 			return
 		}
@@ -236,17 +239,6 @@ func (s *sourceStage) replayWAL(ctx context.Context, reads chan<- readResult) er
 		return fmt.Errorf("ingest wal: %w", err)
 	}
 	defer rd.Close()
-	var b *pipeline.Batch
-	var recs []*pipeline.Record
-	flush := func(next uint64) bool {
-		if b == nil || len(b.Records) == 0 {
-			return true
-		}
-		pos, _ := json.Marshal(walPosition{WALIndex: next})
-		ok := s.deliver(ctx, reads, readResult{batch: b, pos: pos})
-		b = nil
-		return ok
-	}
 	replayed := 0
 	for {
 		idx, data, err := rd.Next()
@@ -256,34 +248,31 @@ func (s *sourceStage) replayWAL(ctx context.Context, reads chan<- readResult) er
 		if err != nil {
 			return fmt.Errorf("ingest wal: %w", err)
 		}
+		recs, err := decodeWALBatch(append([]byte(nil), data...))
+		if err != nil {
+			return fmt.Errorf("ingest wal: entry %d: %w", idx, err)
+		}
 		if idx < s.walFrom {
-			var r pipeline.Record
-			if decodeWALRecord(data, &r) == nil && r.Origin.ID != "" {
-				s.seen.add(r.Origin.ID)
+			// Before the checkpoint: only remember the message ids.
+			for _, r := range recs {
+				if r.Origin.ID != "" {
+					s.seen.add(r.Origin.ID)
+				}
 			}
 			continue
 		}
-		if b == nil {
-			b = &pipeline.Batch{Records: make([]*pipeline.Record, 0, s.batchSize)}
-			recs = pipeline.NewRecords(s.batchSize)
-		}
-		r := recs[len(b.Records)]
-		if err := decodeWALRecord(append([]byte(nil), data...), r); err != nil {
-			return fmt.Errorf("ingest wal: entry %d: %w", idx, err)
-		}
-		r.Source = s.idx
-		if r.Origin.ID != "" {
-			s.seen.add(r.Origin.ID)
-		}
-		b.Records = append(b.Records, r)
-		replayed++
-		if len(b.Records) == s.batchSize && !flush(idx+1) {
-			return nil
+		for _, r := range recs {
+			r.Source = s.idx
+			if r.Origin.ID != "" {
+				s.seen.add(r.Origin.ID)
+			}
 		}
 		s.walFrom = idx + 1
-	}
-	if !flush(s.walFrom) {
-		return nil
+		pos, _ := json.Marshal(walPosition{WALIndex: s.walFrom})
+		if !s.deliver(ctx, reads, readResult{batch: &pipeline.Batch{Records: recs}, pos: pos}) {
+			return nil
+		}
+		replayed += len(recs)
 	}
 	if replayed > 0 {
 		s.logger.Info("replayed ingest WAL", "component", s.id, "records", replayed)

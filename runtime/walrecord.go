@@ -8,8 +8,15 @@ import (
 	"github.com/weirhq/weir/pipeline"
 )
 
-// The ingest WAL stores each record of a non-replayable source as one WAL
-// entry:
+// The ingest WAL stores each batch of a non-replayable source as one WAL
+// entry, so a batch is durable whole or not at all (the WAL's CRC covers the
+// entry): a torn write can never keep half a batch that the source, never
+// acknowledged, would send again in full.
+//
+//	batch    version byte (2), uvarint record count, then per record:
+//	         uvarint length, record
+//
+// and each record:
 //
 //	version  byte (1)
 //	time     varint (unix nanoseconds; 0 = zero time)
@@ -17,7 +24,42 @@ import (
 //	value    uvarint length, bytes
 //	headers  uvarint count, then per header: key (uvarint length, bytes), value (uvarint length, bytes)
 //	origin   name (uvarint length, bytes), offset varint, line varint, id (uvarint length, bytes)
-const walRecordVersion = 1
+const (
+	walRecordVersion = 1
+	walBatchVersion  = 2
+)
+
+// encodeWALBatch appends one WAL entry holding recs.
+func encodeWALBatch(dst []byte, recs []*pipeline.Record, scratch []byte) ([]byte, []byte) {
+	dst = append(dst, walBatchVersion)
+	dst = binary.AppendUvarint(dst, uint64(len(recs)))
+	for _, r := range recs {
+		scratch = encodeWALRecord(scratch[:0], r)
+		dst = appendUvarintBytes(dst, scratch)
+	}
+	return dst, scratch
+}
+
+// decodeWALBatch decodes an entry written by encodeWALBatch into records
+// from pipeline.NewRecords. data must not be reused afterwards: records
+// alias it.
+func decodeWALBatch(data []byte) ([]*pipeline.Record, error) {
+	if len(data) == 0 || data[0] != walBatchVersion {
+		return nil, errBadWALRecord
+	}
+	d := walDecoder{b: data[1:]}
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		return nil, errBadWALRecord
+	}
+	recs := pipeline.NewRecords(int(n))
+	for _, r := range recs {
+		if err := decodeWALRecord(d.bytes(), r); err != nil || d.err != nil {
+			return nil, errBadWALRecord
+		}
+	}
+	return recs, nil
+}
 
 var errBadWALRecord = errors.New("runtime: malformed ingest WAL record")
 

@@ -402,6 +402,11 @@ func applyPart(p stagedPart) error {
 		}
 		return dst.Sync()
 	}()
+	if err != nil {
+		// Keep the visible file clean (a full disk leaves part of the
+		// append); recovery re-applies the whole part.
+		_ = dst.Truncate(p.Offset)
+	}
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
