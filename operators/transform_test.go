@@ -63,7 +63,7 @@ func TestFilter(t *testing.T) {
 	b := jsonBatch(t,
 		`{"level":"error","status":503}`,
 		`{"level":"info","status":500}`,
-		`{"level":"error"}`,            // missing status: null >= 500 is an error → dead letter
+		`{"level":"error"}`,              // missing status: null >= 500 is an error → dead letter
 		`{"level":"error","status":"x"}`, // wrong type → dead letter
 		`{"level":"error","status":500}`,
 	)
