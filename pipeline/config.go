@@ -294,6 +294,7 @@ func (l *loader) pipeline(n ast.Node) *Spec {
 		return nil
 	}
 	var namePos ast.Node
+	items := map[string]int{} // list items written, decoded or not
 	for _, p := range ps {
 		switch p.key {
 		case "name":
@@ -329,11 +330,11 @@ func (l *loader) pipeline(n ast.Node) *Spec {
 				l.errorf(valueOr(p), "wal_sync: %q is not one of always, interval, none", v)
 			}
 		case "sources":
-			s.Sources = l.components(p, KindSource)
+			s.Sources, items[p.key] = l.components(p, KindSource)
 		case "operators":
-			s.Operators = l.components(p, KindOperator)
+			s.Operators, _ = l.components(p, KindOperator)
 		case "sinks":
-			s.Sinks = l.components(p, KindSink)
+			s.Sinks, items[p.key] = l.components(p, KindSink)
 		case "dead_letter":
 			if p.value == nil {
 				continue
@@ -353,10 +354,11 @@ func (l *loader) pipeline(n ast.Node) *Spec {
 	case !pipelineName.MatchString(s.Name):
 		l.errorf(namePos, "pipeline name %q: use only a-z, 0-9, _ and -", s.Name)
 	}
-	if len(s.Sources) == 0 {
+	// A list whose items failed to decode was reported item by item.
+	if items["sources"] == 0 {
 		l.errorf(n, "pipeline %q: needs at least one source", s.Name)
 	}
-	if len(s.Sinks) == 0 {
+	if items["sinks"] == 0 {
 		l.errorf(n, "pipeline %q: needs at least one sink", s.Name)
 	}
 	if s.Guarantee == ExactlyOnce {
@@ -377,14 +379,16 @@ func valueOr(p pair) ast.Node {
 	return p.kn
 }
 
-func (l *loader) components(p pair, kind Kind) []*Component {
+// components decodes a list of components; it also returns how many items
+// the list had, decoded or not.
+func (l *loader) components(p pair, kind Kind) ([]*Component, int) {
 	if p.value == nil {
-		return nil
+		return nil, 0
 	}
 	seq, ok := p.value.(*ast.SequenceNode)
 	if !ok {
 		l.errorf(p.value, "%s: expected a list, got %s", p.key, describe(p.value))
-		return nil
+		return nil, 1
 	}
 	var out []*Component
 	for i, item := range seq.Values {
@@ -392,7 +396,7 @@ func (l *loader) components(p pair, kind Kind) []*Component {
 			out = append(out, c)
 		}
 	}
-	return out
+	return out, len(seq.Values)
 }
 
 // component decodes `{name: config}` into the registered config type.

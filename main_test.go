@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/weirhq/weir/wal"
+)
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func writeConfig(t *testing.T, text string) (dir, path string) {
+	t.Helper()
+	dir = t.TempDir()
+	path = filepath.Join(dir, "p.yaml")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(text, "DIR", dir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, path
+}
+
+func TestVersionAndUsage(t *testing.T) {
+	if code, out, _ := runCLI(t, "version"); code != 0 || !strings.HasPrefix(out, "weir ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	if code, _, errOut := runCLI(t, "frobnicate"); code != exitUsage || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Fatalf("unknown command: %d %q", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "validate", "--nope"); code != exitUsage || !strings.Contains(errOut, "flag provided but not defined") {
+		t.Fatalf("bad flag: %d %q", code, errOut)
+	}
+}
+
+func TestValidateListsEveryErrorWithPositions(t *testing.T) {
+	_, cfg := writeConfig(t, `pipelines:
+  - name: ok
+    sources: [{file: {paths: [x.log]}}]
+    sinks: [{file: {path: DIR/o.jsonl}}]
+  - name: bad
+    sources: [{file: {paths: [x.log], folow: true}}]
+    operators:
+      - filter: 'level =='
+    sinks: [{stdout: {}}]
+`)
+	code, _, errOut := runCLI(t, "validate", "-c", cfg)
+	if code != exitFail {
+		t.Fatalf("exit %d, want %d", code, exitFail)
+	}
+	for _, want := range []string{
+		"3 error(s)",
+		cfg + `:6:`, `unknown field "folow"`,
+		cfg + `:8:`, `expression "level =="`,
+		cfg + `:9:14: pipeline "bad": sink "stdout" cannot commit idempotently`,
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("validate output lacks %q:\n%s", want, errOut)
+		}
+	}
+}
+
+func TestValidateOK(t *testing.T) {
+	_, cfg := writeConfig(t, "pipelines:\n  - name: a\n    sources: [{file: {paths: [x.log]}}]\n    sinks: [{file: {path: DIR/o}}]\n")
+	code, out, errOut := runCLI(t, "validate", "-c", cfg)
+	if code != 0 || !strings.Contains(out, `pipeline "a" ok (exactly_once; 1 sources, 0 operators, 1 sinks)`) {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+func TestRunFiniteThenRerunAddsNothing(t *testing.T) {
+	dir, cfg := writeConfig(t, `data_dir: DIR/data
+pipelines:
+  - name: a
+    sources: [{file: {paths: ["DIR/in.log"]}}]
+    operators:
+      - parse: {format: json}
+      - filter: 'n % 3 == 0'
+    sinks: [{file: {path: DIR/out.jsonl}}]
+    dead_letter: {file: {path: DIR/dead.jsonl}}
+`)
+	var in bytes.Buffer
+	for i := range 300 {
+		fmt.Fprintf(&in, "{\"n\":%d}\n", i)
+	}
+	in.WriteString("not json\n")
+	os.WriteFile(filepath.Join(dir, "in.log"), in.Bytes(), 0o644)
+	for run := range 2 {
+		code, _, errOut := runCLI(t, "run", "-c", cfg, "--log-level", "warn")
+		if code != 0 {
+			t.Fatalf("run %d: exit %d: %s", run, code, errOut)
+		}
+		out, _ := os.ReadFile(filepath.Join(dir, "out.jsonl"))
+		if n := bytes.Count(out, []byte("\n")); n != 100 {
+			t.Fatalf("run %d: %d output lines, want 100", run, n)
+		}
+		dead, _ := os.ReadFile(filepath.Join(dir, "dead.jsonl"))
+		if !bytes.Contains(dead, []byte(`"reason":"parse"`)) || !bytes.Contains(dead, []byte(`"value":"not json"`)) ||
+			!bytes.Contains(dead, []byte(`"line":301`)) || bytes.Count(dead, []byte("\n")) != 1 {
+			t.Fatalf("run %d: dead letters: %s", run, dead)
+		}
+		if run == 0 && !strings.Contains(errOut, "301 records in, 100 out, 1 dead-lettered") {
+			t.Fatalf("summary: %s", errOut)
+		}
+	}
+	code, out, _ := runCLI(t, "checkpoints", "-c", cfg)
+	if code != 0 || !strings.Contains(out, "pipeline a:") || !strings.Contains(out, `"input_done": true`) {
+		t.Fatalf("checkpoints: %d\n%s", code, out)
+	}
+}
+
+func TestWALCommands(t *testing.T) {
+	dir := t.TempDir()
+	l, err := wal.Open(dir, wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(context.Background(), []byte("hello"), []byte("world")); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	code, out, errOut := runCLI(t, "wal", "stat", dir)
+	if code != 0 || !strings.Contains(out, "1 segment(s)") {
+		t.Fatalf("wal stat: %d %s %s", code, out, errOut)
+	}
+	code, out, _ = runCLI(t, "wal", "dump", dir, "--from", "1")
+	if code != 0 || strings.Contains(out, "hello") || !strings.Contains(out, "world") {
+		t.Fatalf("wal dump --from 1: %d %s", code, out)
+	}
+	if code, _, _ := runCLI(t, "wal", "explode", dir); code != exitUsage {
+		t.Fatalf("wal explode: exit %d", code)
+	}
+}
