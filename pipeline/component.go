@@ -87,6 +87,15 @@ type Positioned interface {
 	Seek(ctx context.Context, pos []byte) error
 }
 
+// WatermarkSource is implemented by sources that know their own event-time
+// progress (Kafka partitions, a generator). After each Read the runtime
+// asks for the watermark and, when it has advanced, passes it downstream in
+// band, after the batch: "no record older than this will follow from this
+// source".
+type WatermarkSource interface {
+	Watermark() (wm time.Time, ok bool)
+}
+
 // Operator transforms batches. It runs on one goroutine: no locking needed.
 type Operator interface {
 	// Process rewrites b in place: it may drop, change, add or replace
@@ -102,6 +111,15 @@ type Operator interface {
 type Snapshotter interface {
 	Snapshot() ([]byte, error)
 	Restore(state []byte) error
+}
+
+// WatermarkHandler is implemented by operators that act on watermarks from
+// sources (event-time windows). OnWatermark runs in stream order, between
+// the batches around it, with the index of the source it came from; it may
+// append records to b. Operators that do not implement it pass watermarks
+// on unchanged to the operators after them.
+type WatermarkHandler interface {
+	OnWatermark(ctx context.Context, source int, wm time.Time, b *Batch) error
 }
 
 // Finisher is implemented by operators that hold records back (windows):

@@ -11,9 +11,12 @@ import (
 type operatorInstance struct {
 	id   string
 	op   pipeline.Operator
+	wm   pipeline.WatermarkHandler
 	snap pipeline.Snapshotter
 	fin  pipeline.Finisher
 	tick pipeline.Ticker
+
+	stats *ComponentStats // observability hook: records in/out (metrics.go)
 }
 
 // chainReport is what the operator chain tells the coordinator when a
@@ -25,6 +28,8 @@ type chainReport struct {
 	forwarded []uint64 // per source: Reads before the barrier
 	states    [][]byte
 	acks      []AckFunc
+
+	aligned, snapshotted time.Time // observability hook: checkpoint trace (metrics_trace.go)
 }
 
 // chain is the stage that runs the operators, in order, on one goroutine,
@@ -85,6 +90,8 @@ func (c *chain) run(ctx context.Context) error {
 				err = c.onBarrier(ctx, m)
 			case msgEOF:
 				err = c.onEOF(ctx)
+			case msgWatermark:
+				err = c.onWatermark(ctx, m)
 			}
 			if err != nil {
 				return err
@@ -95,14 +102,18 @@ func (c *chain) run(ctx context.Context) error {
 
 // processFrom runs ops[from:] on b and emits the result.
 func (c *chain) processFrom(ctx context.Context, from int, b *pipeline.Batch) error {
+	began := time.Now() // observability hook: batch latency
 	for _, o := range c.ops[from:] {
 		if len(b.Records) == 0 {
 			break
 		}
+		o.stats.In.Add(int64(len(b.Records)))
 		if err := o.op.Process(ctx, b); err != nil {
 			return fmt.Errorf("%s: %w", o.id, err)
 		}
+		o.stats.addOut(len(b.Records))
 	}
+	c.stats.Chain.Latency.Observe(time.Since(began))
 	return c.emit(ctx, b)
 }
 
@@ -123,6 +134,7 @@ func (c *chain) onBarrier(ctx context.Context, m message) error {
 	// Aligned: everything before the barrier has been processed.
 	delete(c.pending, b.id)
 	delete(c.arrived, b.id)
+	rep.aligned = time.Now()
 	rep.states = make([][]byte, len(c.ops))
 	for i, o := range c.ops {
 		if o.snap == nil {
@@ -134,12 +146,34 @@ func (c *chain) onBarrier(ctx context.Context, m message) error {
 		}
 		rep.states[i] = st
 	}
+	rep.snapshotted = time.Now()
 	select {
 	case c.reports <- *rep:
 	case <-ctx.Done():
 		return nil
 	}
 	return c.broadcast(ctx, message{kind: msgBarrier, barrier: &barrier{id: b.id, final: b.final}})
+}
+
+// onWatermark hands a source's watermark to every operator that handles
+// watermarks, in order; what one emits passes through the operators after
+// it.
+func (c *chain) onWatermark(ctx context.Context, m message) error {
+	for i, o := range c.ops {
+		if o.wm == nil {
+			continue
+		}
+		b := &pipeline.Batch{}
+		if err := o.wm.OnWatermark(ctx, m.source, m.wm, b); err != nil {
+			return fmt.Errorf("%s: watermark: %w", o.id, err)
+		}
+		if len(b.Records) > 0 || len(b.Dead) > 0 {
+			if err := c.processFrom(ctx, i+1, b); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (c *chain) onEOF(ctx context.Context) error {

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"sync"
+	"time"
 
 	"github.com/weirhq/weir/pipeline"
 )
@@ -12,16 +13,18 @@ import (
 type msgKind uint8
 
 const (
-	msgBatch   msgKind = iota // batch: records (and dead letters) in stream order
-	msgBarrier                // barrier: checkpoint marker
-	msgEOF                    // source: this input has ended
+	msgBatch     msgKind = iota // batch: records (and dead letters) in stream order
+	msgBarrier                  // barrier: checkpoint marker
+	msgEOF                      // source: this input has ended
+	msgWatermark                // source: event time has reached wm
 )
 
 type message struct {
 	kind    msgKind
 	batch   *pipeline.Batch
 	barrier *barrier
-	source  int // for msgEOF and msgBarrier from a source stage
+	source  int // for msgEOF, msgBarrier and msgWatermark from a source stage
+	wm      time.Time
 }
 
 // barrier is a checkpoint marker. One is injected at every source; the

@@ -28,6 +28,10 @@ type Options struct {
 	// OnStats, when set, is called with each pipeline's live figures as it
 	// starts (for progress lines and metrics).
 	OnStats func(*Stats)
+	// OnCheckpoint, when set, is called on the coordinator's goroutine after
+	// each checkpoint completes or fails, with its phase timings (for
+	// traces; see metrics_trace.go). It must return quickly.
+	OnCheckpoint func(CheckpointTrace)
 }
 
 func (o Options) withDefaults() Options {
@@ -197,6 +201,7 @@ func RunPipeline(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec,
 	}
 	stats := &Stats{Pipeline: spec.Name}
 	stats.DeadLetter.ID = "dead_letter"
+	defer func() { stats.markDone(err) }() // observability hook: health
 	if opts.OnStats != nil {
 		opts.OnStats(stats)
 	}
@@ -245,6 +250,7 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 		b.closers = append(b.closers, src.Close)
 		cs := &ComponentStats{ID: c.ID}
 		stats.Sources = append(stats.Sources, cs)
+		cs.lag = lagOf(src) // observability hook: source lag
 		st := &sourceStage{idx: i, id: bd.Component, src: src, guarantee: spec.Guarantee,
 			batchSize: spec.BatchSize, logger: logger, stats: cs, trigger: make(chan barrierRequest, 1)}
 		pos := state(func(c *Checkpoint) []ComponentState { return c.Sources }, c.ID)
@@ -263,6 +269,7 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 			b.wals = append(b.wals, l)
 			b.closers = append(b.closers, func(context.Context) error { return l.Close() })
 			st.wal, st.seen = l, newIDSet(1<<17)
+			cs.walDir = filepath.Join(bd.Dir, "wal") // observability hook: WAL size
 			st.walFrom = l.FirstIndex()
 			if pos != nil {
 				var wp walPosition
@@ -281,7 +288,8 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 		if err != nil {
 			return fmt.Errorf("%s: %s: %w", c.Pos, c.ID, err)
 		}
-		oi := &operatorInstance{id: bd.Component, op: op}
+		oi := &operatorInstance{id: bd.Component, op: op, stats: observeOperator(stats, c.ID, op)}
+		oi.wm, _ = op.(pipeline.WatermarkHandler)
 		oi.snap, _ = op.(pipeline.Snapshotter)
 		oi.fin, _ = op.(pipeline.Finisher)
 		oi.tick, _ = op.(pipeline.Ticker)
@@ -347,6 +355,7 @@ type inflight struct {
 	chain   *chainReport
 	tokens  [][]byte
 	answers int
+	timing  checkpointTiming // observability hook: trace (metrics_trace.go)
 }
 
 func coordinate(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore, last *Checkpoint,
@@ -368,6 +377,7 @@ func coordinate(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore
 		s.index = i
 		s.reports = sinkReports
 	}
+	stats.markRunning(merged, allSinks) // observability hook: health, channel fill
 	deadLogged := 0
 	ch := &chain{ops: b.ops, nSources: len(b.sources), in: merged, sinks: b.sinks, dead: b.dead, stats: stats,
 		now: opts.Now, reports: chainReports, done: inputDone,
@@ -445,12 +455,15 @@ func coordinate(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore
 				cur.chain = &rep
 			case rep := <-sinkReports:
 				cur.tokens[rep.index] = rep.token
+				cur.timing.sinks = append(cur.timing.sinks, rep) // observability hook: trace
 				cur.answers++
 			}
 			if cur == nil || cur.chain == nil || cur.answers < len(allSinks) {
 				continue
 			}
-			if err := complete(gctx, spec, store, stats, b, allSinks, cur, done && cur.final, logger); err != nil {
+			err := complete(gctx, spec, store, stats, b, allSinks, cur, done && cur.final, logger)
+			traceCheckpoint(opts, spec, allSinks, cur, err) // observability hook
+			if err != nil {
 				stats.CheckpointFailures.Add(1)
 				return err
 			}
@@ -507,6 +520,7 @@ func complete(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore, 
 	if err != nil {
 		return err
 	}
+	cur.timing.saved, cur.timing.size = time.Now(), size // observability hook: trace
 	for i, s := range sinks {
 		if s.committer != nil && cur.tokens[i] != nil {
 			if err := s.commit(ctx, cur.tokens[i]); err != nil {
@@ -514,6 +528,7 @@ func complete(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore, 
 			}
 		}
 	}
+	cur.timing.committed = time.Now() // observability hook: trace
 	for _, ack := range cur.chain.acks {
 		if err := ack(ctx); err != nil && ctx.Err() == nil {
 			logger.Warn("acknowledge after checkpoint", "checkpoint", cur.id, "err", err)
@@ -531,6 +546,7 @@ func complete(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore, 
 		}
 	}
 	took := time.Since(cur.start)
+	stats.CheckpointDuration.Observe(took)
 	stats.Checkpoints.Add(1)
 	stats.lastCheckpoint.Store(time.Now().UnixNano())
 	stats.lastDuration.Store(int64(took))

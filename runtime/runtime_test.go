@@ -33,6 +33,9 @@ type countConfig struct {
 	// goroutine, as a rebalance callback would) once it has emitted this
 	// many records, and report the position covered to requested.
 	RequestAt int `yaml:"request_at"`
+	// Watermarks makes the source report a watermark (unix ms = records
+	// emitted so far) after every Read.
+	Watermarks bool `yaml:"watermarks"`
 }
 
 // requested receives, per RequestCheckpoint call, the error and the number
@@ -60,6 +63,9 @@ func broker(dir string) *atomic.Int64 {
 
 func (c *countConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 	s := &countSource{cfg: *c, batch: b.BatchSize, acked: broker(b.Dir), request: b.RequestCheckpoint}
+	if c.Watermarks {
+		return &watermarkCount{s}, nil
+	}
 	if c.Positioned {
 		return &positionedCount{s}, nil
 	}
@@ -121,10 +127,32 @@ func (p *positionedCount) Seek(_ context.Context, pos []byte) error {
 	return json.Unmarshal(pos, &p.next)
 }
 
+type watermarkCount struct{ *countSource }
+
+func (w *watermarkCount) Watermark() (time.Time, bool) { return time.UnixMilli(int64(w.next)), true }
+
+// wmTrace is an operator that turns every watermark it sees into a record
+// {"wm": ms, "source": i}.
+type wmTraceConfig struct{}
+
+func (wmTraceConfig) NewOperator(pipeline.Build) (pipeline.Operator, error) { return wmTrace{}, nil }
+
+type wmTrace struct{}
+
+func (wmTrace) Process(context.Context, *pipeline.Batch) error { return nil }
+func (wmTrace) OnWatermark(_ context.Context, source int, wm time.Time, b *pipeline.Batch) error {
+	r := &pipeline.Record{}
+	r.SetFields().Set("wm", wm.UnixMilli())
+	r.Set("source", int64(source))
+	b.Records = append(b.Records, r)
+	return nil
+}
+
 func registry() *pipeline.Registry {
 	r := pipeline.Default.Clone()
 	r.Register(pipeline.Entry{Kind: pipeline.KindSource, Name: "count", NewConfig: func() any { return &countConfig{} }})
 	r.Register(pipeline.Entry{Kind: pipeline.KindOperator, Name: "jsonparse", NewConfig: func() any { return &jsonParseConfig{} }})
+	r.Register(pipeline.Entry{Kind: pipeline.KindOperator, Name: "wmtrace", NewConfig: func() any { return &wmTraceConfig{} }})
 	return r
 }
 
@@ -342,5 +370,55 @@ func TestRequestCheckpointCoversEverythingReadBefore(t *testing.T) {
 	close(stop)
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Watermarks travel in band: each arrives after the records it follows and
+// before any later one, and passes operators that do not handle them.
+func TestWatermarksFlowInBand(t *testing.T) {
+	dir := t.TempDir()
+	cfg := load(t, fmt.Sprintf(`
+data_dir: %[1]s/data
+pipelines:
+  - name: t
+    checkpoint_interval: 20ms
+    batch_size: 64
+    sources:
+      - count: {n: 1000, positioned: true, watermarks: true}
+    operators:
+      - jsonparse: {}
+      - filter: 'i == nil || i %% 2 == 0'
+      - wmtrace: {}
+    sinks:
+      - file: { path: %[1]s/out.jsonl }
+`, dir))
+	if err := runOnce(t, cfg); err != nil {
+		t.Fatal(err)
+	}
+	seen, marks, last := 0, 0, int64(-1)
+	for _, l := range readLines(t, dir+"/out.jsonl") {
+		var rec struct {
+			I  *int64 `json:"i"`
+			WM *int64 `json:"wm"`
+		}
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case rec.WM != nil:
+			marks++
+			if *rec.WM <= last || *rec.WM != int64(2*seen) && *rec.WM != int64(2*seen-1) {
+				t.Fatalf("watermark %d after %d even records (previous watermark %d)", *rec.WM, seen, last)
+			}
+			last = *rec.WM
+		case rec.I != nil:
+			if *rec.I < last {
+				t.Fatalf("record %d after watermark %d", *rec.I, last)
+			}
+			seen++
+		}
+	}
+	if seen != 500 || marks < 10 || last != 1000 {
+		t.Fatalf("%d records, %d watermarks, last %d", seen, marks, last)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/weirhq/weir/pipeline"
 	"github.com/weirhq/weir/wal"
@@ -24,6 +25,7 @@ type readResult struct {
 	batch *pipeline.Batch
 	ack   AckFunc // at_least_once: to run once the next checkpoint commits
 	pos   []byte
+	wm    time.Time // a new watermark from a WatermarkSource, after the batch
 	err   error
 }
 
@@ -45,6 +47,8 @@ type sourceStage struct {
 	wal     *wal.Log
 	walFrom uint64 // replay from here on start (the checkpointed position)
 	seen    *idSet // message ids in the WAL, to drop redeliveries
+
+	lastWM time.Time // reader goroutine: the last watermark passed on
 
 	out     chan<- message
 	align   *aligner
@@ -115,6 +119,9 @@ func (s *sourceStage) run(ctx context.Context) error {
 				if !s.send(ctx, message{kind: msgBatch, batch: rr.batch}) {
 					return nil
 				}
+			}
+			if !rr.wm.IsZero() && !s.send(ctx, message{kind: msgWatermark, source: s.idx, wm: rr.wm}) {
+				return nil
 			}
 		}
 	}
@@ -196,6 +203,11 @@ func (s *sourceStage) readLoop(ctx context.Context, reads chan<- readResult) {
 			}
 		default:
 			rr.ack = ack
+		}
+		if ws, ok := s.src.(pipeline.WatermarkSource); ok {
+			if wm, ok := ws.Watermark(); ok && wm.After(s.lastWM) {
+				rr.wm, s.lastWM = wm, wm
+			}
 		}
 		s.returned.Add(1)
 		if !s.deliver(ctx, reads, rr) {
