@@ -94,8 +94,12 @@ type ParseConfig struct {
 	InferTypes bool
 	// Types is the `types:` mapping, in the order written.
 	Types []ParseType
+}
 
-	// Compiled by UnmarshalYAML or Validate.
+// parsePlan is a checked ParseConfig in the form the operator runs. Each
+// NewOperator compiles its own, so instances share nothing mutable and a
+// config is never written after it is decoded.
+type parsePlan struct {
 	regex *regexp.Regexp
 	loc   *time.Location
 	conv  []parseConversion
@@ -187,7 +191,7 @@ func (c *ParseConfig) UnmarshalYAML(n ast.Node) error {
 			return parseConfigError(mv.Key, "%s: not an option of format %s (it is for %s)", key, c.Format, strings.Join(formats, ", "))
 		}
 	}
-	if err := c.compile(); err != nil {
+	if _, err := c.compile(); err != nil {
 		var oe *parseOptionError
 		if errors.As(err, &oe) {
 			at := nodes[oe.key]
@@ -203,12 +207,17 @@ func (c *ParseConfig) UnmarshalYAML(n ast.Node) error {
 
 // Validate implements pipeline.Validator. It compiles the pattern, the
 // time zone and the type conversions; its errors name the option at fault.
-func (c *ParseConfig) Validate() error { return c.compile() }
+func (c *ParseConfig) Validate() error {
+	_, err := c.compile()
+	return err
+}
 
-func (c *ParseConfig) compile() error {
-	bad := func(key, format string, args ...any) error {
-		return &parseOptionError{key: key, msg: fmt.Sprintf(format, args...)}
+// compile checks c and builds what the operator needs.
+func (c *ParseConfig) compile() (*parsePlan, error) {
+	bad := func(key, format string, args ...any) (*parsePlan, error) {
+		return nil, &parseOptionError{key: key, msg: fmt.Sprintf(format, args...)}
 	}
+	plan := &parsePlan{}
 	switch c.Format {
 	case "":
 		return bad("format", "missing (want one of %s)", strings.Join(parseFormats, ", "))
@@ -229,7 +238,7 @@ func (c *ParseConfig) compile() error {
 		if named == 0 {
 			return bad("pattern", "%q has no named group; name the parts to keep, as in (?P<name>...)", c.Pattern)
 		}
-		c.regex = re
+		plan.regex = re
 	case FormatCSV:
 		if len(c.Columns) == 0 && !c.Header {
 			return bad("format", "csv needs `columns: [a, b, ...]` or `header: true`")
@@ -248,7 +257,7 @@ func (c *ParseConfig) compile() error {
 		if err != nil {
 			return bad("delimiter", "%v", err)
 		}
-		c.delim = d
+		plan.delim = d
 	case FormatSyslog:
 		switch c.RFC {
 		case "", "auto", "5424", "3164":
@@ -263,12 +272,11 @@ func (c *ParseConfig) compile() error {
 		if err != nil {
 			return bad("timezone", "%q is not a known IANA time zone (such as UTC or Europe/Paris)", c.Timezone)
 		}
-		c.loc = loc
+		plan.loc = loc
 	case FormatJSON, FormatLogfmt, FormatCombined, FormatCommon:
 	default:
 		return bad("format", "%q is not one of %s", c.Format, strings.Join(parseFormats, ", "))
 	}
-	c.conv = c.conv[:0]
 	seen := map[string]bool{}
 	for _, t := range c.Types {
 		key := "types." + t.Field
@@ -283,36 +291,37 @@ func (c *ParseConfig) compile() error {
 		if err != nil {
 			return bad(key, "%v", err)
 		}
-		c.conv = append(c.conv, cv)
+		plan.conv = append(plan.conv, cv)
 	}
-	return nil
+	return plan, nil
 }
 
 // NewOperator implements pipeline.OperatorConfig.
 func (c *ParseConfig) NewOperator(b pipeline.Build) (pipeline.Operator, error) {
-	if err := c.compile(); err != nil {
+	plan, err := c.compile()
+	if err != nil {
 		return nil, fmt.Errorf("parse: %w", err)
 	}
 	now := b.Now
 	if now == nil {
 		now = time.Now
 	}
-	p := &parseOp{id: b.Component, format: c.Format, field: c.Field, infer: c.InferTypes, conv: c.conv}
+	p := &parseOp{id: b.Component, format: c.Format, field: c.Field, infer: c.InferTypes, conv: plan.conv}
 	switch c.Format {
 	case FormatJSON:
 		p.json = true
 	case FormatLogfmt:
 		p.lines = newLogfmtParser()
 	case FormatRegex:
-		p.lines = newRegexParser(c.regex)
+		p.lines = newRegexParser(plan.regex)
 	case FormatCSV:
-		cp := newCSVParser(c.Columns, c.Header, c.delim)
+		cp := newCSVParser(c.Columns, c.Header, plan.delim)
 		p.lines = cp
 		if c.Header {
 			return &csvHeaderOp{parseOp: p, csv: cp}, nil
 		}
 	case FormatSyslog:
-		p.lines = newSyslogParser(c.RFC, c.loc, now)
+		p.lines = newSyslogParser(c.RFC, plan.loc, now)
 	case FormatCombined:
 		p.lines = &accessLogParser{combined: true, infer: c.InferTypes}
 	case FormatCommon:

@@ -2,6 +2,7 @@ package operators
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -188,4 +189,40 @@ func parseTestEqualInts(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+// TestParseInstances: NewOperator may be called more than once, for
+// parallel instances; they share nothing mutable (run with -race).
+func TestParseInstances(t *testing.T) {
+	c := NewParseConfig()
+	c.Format = FormatCSV
+	c.Header = true
+	c.Types = []ParseType{{Field: "n", Type: "float"}}
+	ops := make([]pipeline.Operator, 2)
+	for i := range ops {
+		o, err := c.NewOperator(pipeline.Build{Component: "t/operators[0]/parse"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ops[i] = o
+	}
+	done := make(chan *pipeline.Batch)
+	for i, o := range ops {
+		go func() {
+			b := &pipeline.Batch{Records: []*pipeline.Record{parseTestRecord("k,n"), parseTestRecord(fmt.Sprintf("x,%d", i))}}
+			if err := o.Process(context.Background(), b); err != nil {
+				t.Error(err)
+			}
+			done <- b
+		}()
+	}
+	for range ops {
+		b := <-done
+		if len(b.Records) != 1 || len(b.Dead) != 0 {
+			t.Fatalf("%d records, %d dead letters, want 1 and 0", len(b.Records), len(b.Dead))
+		}
+		if _, ok := b.Records[0].Get("n").(float64); !ok {
+			t.Errorf("n = %#v, want a float64", b.Records[0].Get("n"))
+		}
+	}
 }
