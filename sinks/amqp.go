@@ -27,8 +27,8 @@ func init() {
 // message (Record.AppendJSON) to an exchange, with a routing key rendered
 // per record.
 //
-//	- amqp: { url: "amqp://guest:guest@127.0.0.1:5672/", exchange: alerts,
-//	          routing_key: "alert.{{ service }}", persistent: true }
+//   - amqp: { url: "amqp://guest:guest@127.0.0.1:5672/", exchange: alerts,
+//     routing_key: "alert.{{ service }}", persistent: true }
 //
 // Delivery: at least once. The channel is in publisher-confirm mode; Flush
 // (at every checkpoint) returns only when the broker has confirmed every

@@ -314,4 +314,3 @@ func BenchmarkAMQPSink(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
 }
-

@@ -27,11 +27,11 @@ func init() {
 // many competing consumers, or (`bind:`) receive everything an exchange
 // routes to a durable queue that weir declares and binds for itself.
 //
-//	- amqp: { url: "amqp://guest:guest@127.0.0.1:5672/", queue: tasks }
-//	- amqp:
-//	    url: "amqps://weir@rabbit.internal/prod"
-//	    password_file: /run/secrets/rabbit
-//	    bind: { exchange: logs, type: topic, routing_key: "app.*.error" }
+//   - amqp: { url: "amqp://guest:guest@127.0.0.1:5672/", queue: tasks }
+//   - amqp:
+//     url: "amqps://weir@rabbit.internal/prod"
+//     password_file: /run/secrets/rabbit
+//     bind: { exchange: logs, type: topic, routing_key: "app.*.error" }
 //
 // Delivery: messages are consumed with manual acknowledgements and a
 // prefetch window; the AckFunc returned with a batch acks exactly that

@@ -373,7 +373,10 @@ func TestAMQPSourceStartErrors(t *testing.T) {
 		{"bad bind type", func(c *AMQPConfig) { c.Bind = &AMQPBind{Exchange: "x", Type: "fan"} }, "bind.type"},
 		{"missing exchange without type", func(c *AMQPConfig) { c.Bind = &AMQPBind{Exchange: "weir_no_such_exchange"} }, "weir_no_such_exchange"},
 		{"tls without amqps", func(c *AMQPConfig) { c.TLS = &pipeline.TLSOptions{} }, "not amqps://"},
-		{"bad tls files", func(c *AMQPConfig) { c.URL = "amqps://127.0.0.1:1/"; c.TLS = &pipeline.TLSOptions{CAFile: pwFile + ".nope"} }, "ca_file"},
+		{"bad tls files", func(c *AMQPConfig) {
+			c.URL = "amqps://127.0.0.1:1/"
+			c.TLS = &pipeline.TLSOptions{CAFile: pwFile + ".nope"}
+		}, "ca_file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := NewAMQPConfig()
