@@ -70,9 +70,10 @@
 //   - every byte after the frame at X is zero (the frame's extent is its
 //     8-byte header when its type or length field is invalid).
 //
-// A last segment shorter than the 24-byte header whose bytes are a prefix
-// of the header its name implies (or are zero) is also torn. Open truncates
-// a torn tail (re-creating a torn header), fsyncs, and logs at Warn level.
+// A last segment whose header does not verify is torn if its bytes are a
+// prefix (possibly empty) of the header its name implies followed only by
+// zeros: it holds no records. Open truncates a torn tail, or re-creates a
+// segment with a torn header, fsyncs, and logs at Warn level.
 //
 // Anything else is corruption and makes Open, Stat and Readers return a
 // *CorruptionError naming the segment and byte offset; bytes are never
@@ -88,7 +89,11 @@
 // Appenders copy their records into a shared buffer under a mutex and get
 // their indexes immediately; one flusher goroutine writes the buffer to the
 // active segment and, in SyncAlways mode, fdatasyncs it, waking every
-// Append the sync covered (group commit). In SyncInterval mode Append
+// Append the sync covered (group commit). When the previous commit
+// released several Appends, the flusher first yields to runnable goroutines
+// for as long as they keep adding to the buffer, so writers just released
+// by one commit join the next one instead of splitting into two
+// alternating groups. In SyncInterval mode Append
 // returns once its records are written to the operating system and the
 // flusher syncs at most every Options.SyncInterval; in SyncNone mode the
 // data is synced only at segment rolls and Close. A failed write or sync

@@ -143,26 +143,30 @@ func checkHeader(h []byte, seg uint64) *CorruptionError {
 func appendFrame(buf []byte, index uint64, p []byte) []byte {
 	start := len(buf)
 	n := frameHeader + len(p)
-	if cap(buf)-start < n {
+	// Keep 4 bytes of slack past the frame: the checksum is computed over
+	// the length field and the index laid out in place, in f[0:12], before
+	// the payload is copied over the index.
+	if cap(buf)-start < n+4 {
 		// Grow geometrically so that many small appends stay amortised O(1).
-		nb := make([]byte, start, 2*cap(buf)+n)
+		nb := make([]byte, start, 2*cap(buf)+n+4)
 		copy(nb, buf)
 		buf = nb
 	}
-	buf = buf[:start+n]
-	f := buf[start:]
+	f := buf[start : start+n+4]
 	binary.LittleEndian.PutUint32(f, uint32(len(p))|frameTypeRec<<frameTypeShift)
+	binary.LittleEndian.PutUint64(f[4:], index)
+	c := crc32.Update(0, castagnoli, f[:12])
 	copy(f[8:], p)
-	binary.LittleEndian.PutUint32(f[4:], frameChecksum(f[:4], index, p))
-	return buf
+	binary.LittleEndian.PutUint32(f[4:], crc32.Update(c, castagnoli, p))
+	return buf[:start+n]
 }
 
 // frameChecksum returns the checksum of a frame: CRC-32C over the 4-byte
-// length/type field, the index as 8 bytes, and the payload.
-func frameChecksum(lenField []byte, index uint64, p []byte) uint32 {
-	var b [12]byte
-	copy(b[:4], lenField)
-	binary.LittleEndian.PutUint64(b[4:], index)
-	c := crc32.Update(0, castagnoli, b[:])
+// length/type field, the index as 8 bytes, and the payload. scratch is
+// caller-provided so that it need not be allocated per call.
+func frameChecksum(scratch *[12]byte, lenField []byte, index uint64, p []byte) uint32 {
+	copy(scratch[:4], lenField)
+	binary.LittleEndian.PutUint64(scratch[4:], index)
+	c := crc32.Update(0, castagnoli, scratch[:])
 	return crc32.Update(c, castagnoli, p)
 }
