@@ -206,10 +206,13 @@ func (c *ParseConfig) UnmarshalYAML(n ast.Node) error {
 }
 
 // Validate implements pipeline.Validator. It compiles the pattern, the
-// time zone and the type conversions; its errors name the option at fault.
+// time zone and the type conversions; its errors name the option at fault
+// ("parse: pattern: ...").
 func (c *ParseConfig) Validate() error {
-	_, err := c.compile()
-	return err
+	if _, err := c.compile(); err != nil {
+		return fmt.Errorf("parse: %w", err)
+	}
+	return nil
 }
 
 // compile checks c and builds what the operator needs.

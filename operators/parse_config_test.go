@@ -125,7 +125,7 @@ func TestParseConfigValid(t *testing.T) {
 // NewOperator.
 func TestParseConfigGo(t *testing.T) {
 	c := NewParseConfig()
-	if err := c.Validate(); err == nil || err.Error() != "format: missing (want one of json, logfmt, regex, csv, syslog, combined, common)" {
+	if err := c.Validate(); err == nil || err.Error() != "parse: format: missing (want one of json, logfmt, regex, csv, syslog, combined, common)" {
 		t.Errorf("Validate of an empty config: %v", err)
 	}
 	c.Format = FormatRegex

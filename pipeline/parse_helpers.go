@@ -41,16 +41,13 @@ func (fs *Fields) ParseJSONObjectStrict(data []byte) error {
 	var seen uint64
 	err := jsonparser.ObjectEach(data, func(key, value []byte, t jsonparser.ValueType, _ int) error {
 		k := kindOf(t, value)
-		name := bytesToString(key)
-		for _, c := range key {
-			if c == '\\' {
-				s, err := jsonparser.ParseString(key)
-				if err != nil {
-					return err
-				}
-				name = s
-				break
-			}
+		// jsonparser hands a key with escapes back unescaped, in a buffer
+		// of its own: copy that one; alias data otherwise.
+		var name string
+		if within(data, key) {
+			name = bytesToString(key)
+		} else {
+			name = string(key)
 		}
 		// A repeated key keeps its first place and takes the last value,
 		// as encoding/json and Set do: Fields never holds a name twice.
