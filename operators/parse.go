@@ -35,13 +35,14 @@ var parseFormats = []string{FormatJSON, FormatLogfmt, FormatRegex, FormatCSV, Fo
 
 // ParseConfig is the `parse` operator's configuration:
 //
-//   - parse: { format: json }
-//   - parse: { format: logfmt, field: msg, types: { ts: time } }
-//   - parse: { format: regex, pattern: '^(?P<level>\w+): (?P<msg>.*)$' }
-//   - parse: { format: csv, columns: [ts, host, bytes], delimiter: ";" }
-//   - parse: { format: csv, header: true }
-//   - parse: { format: syslog, rfc: 3164, timezone: Europe/Paris }
-//   - parse: { format: combined }
+//	operators:
+//	  - parse: { format: json }
+//	  - parse: { format: logfmt, field: msg, types: { ts: time } }
+//	  - parse: { format: regex, pattern: '^(?P<level>\w+): (?P<msg>.*)$' }
+//	  - parse: { format: csv, columns: [ts, host, bytes], delimiter: ";" }
+//	  - parse: { format: csv, header: true }
+//	  - parse: { format: syslog, rfc: 3164, timezone: Europe/Paris }
+//	  - parse: { format: combined }
 //
 // A record that parses gets the parsed fields, in the order the input gives
 // them; one that does not goes to the dead-letter output with reason "parse"
@@ -78,22 +79,24 @@ var parseFormats = []string{FormatJSON, FormatLogfmt, FormatRegex, FormatCSV, Fo
 //	types        {field: int|float|bool|string|time|"time:<Go layout>"}: convert
 //	             these fields explicitly (from the text, before inference);
 //	             time without a layout reads RFC 3339 text or unix seconds/ms;
-//	             a failed parseConversion dead-letters the record; an absent or
+//	             a failed conversion dead-letters the record; an absent or
 //	             null field is left alone
 //
 // Every line format ignores one trailing line break (\n or \r\n).
+//
+// A ParseConfig is read-only once decoded: NewOperator may be called for
+// several instances, concurrently.
 type ParseConfig struct {
-	Format     string
-	Field      string
-	Pattern    string
-	Columns    []string
-	Header     bool
-	Delimiter  string
-	RFC        string
-	Timezone   string
-	InferTypes bool
-	// Types is the `types:` mapping, in the order written.
-	Types []ParseType
+	Format     string      // format: one of the Format constants
+	Field      string      // field: parse this field's string; "" parses the raw Value
+	Pattern    string      // pattern: regex only
+	Columns    []string    // columns: csv only
+	Header     bool        // header: csv only
+	Delimiter  string      // delimiter: csv only; one character
+	RFC        string      // rfc: syslog only; "5424", "3164", "auto" or ""
+	Timezone   string      // timezone: syslog only; an IANA name, "" is UTC
+	InferTypes bool        // infer_types: text formats only
+	Types      []ParseType // types:, in the order written
 }
 
 // parsePlan is a checked ParseConfig in the form the operator runs. Each

@@ -53,7 +53,7 @@ func newParseConversion(field, typ string) (parseConversion, error) {
 	return c, nil
 }
 
-// apply converts v, a field value, to the parseConversion's type.
+// apply converts v, a field value, to the conversion's type.
 func (c *parseConversion) apply(v any) (any, error) {
 	switch c.kind {
 	case parseToInt:
