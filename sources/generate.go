@@ -45,7 +45,9 @@ var generateEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 // its Time, level info/warn/error/debug at 70/15/10/5 %, status 500 for 70 %
 // of errors, and is a pure function of (seed, i): the same seed gives the
 // same records whatever the batching, and the source is replayable
-// (pipeline.Positioned; the position is the next index). Records arrive
+// (pipeline.Positioned; the position is the next index). As event times
+// only increase, it reports the last one returned as its watermark
+// (pipeline.WatermarkSource). Records arrive
 // already parsed (their fields are the JSON object), with Origin
 // {Name: "generate", Offset: i}.
 type GenerateConfig struct {
@@ -201,6 +203,16 @@ func (s *generateSource) emit(b *pipeline.Batch, n int) {
 	}
 	b.Records = append(b.Records, recs...)
 	s.next += int64(n)
+}
+
+// Watermark implements pipeline.WatermarkSource: event times strictly
+// increase with the index, so no record older than the last one returned
+// will follow.
+func (s *generateSource) Watermark() (time.Time, bool) {
+	if s.next == 0 {
+		return time.Time{}, false
+	}
+	return generateEpoch.Add(generateStep * time.Duration(s.next-1)), true
 }
 
 // generatePosition is the generate source's position: the next index.

@@ -106,6 +106,14 @@ func TestGeneratePositionSeek(t *testing.T) {
 	if rest.recs[0].Origin.Offset != 300 {
 		t.Fatalf("first record after Seek: %+v", rest.recs[0].Origin)
 	}
+	// The watermark is the event time of the last record returned.
+	wm, ok := src2.(pipeline.WatermarkSource).Watermark()
+	if last := rest.recs[len(rest.recs)-1]; !ok || !wm.Equal(last.Time) {
+		t.Fatalf("watermark %v %v, want %v", wm, ok, last.Time)
+	}
+	if _, ok := newGenerate(t, &GenerateConfig{}, 10).(pipeline.WatermarkSource).Watermark(); ok {
+		t.Fatal("a watermark before any record")
+	}
 	for _, bad := range []string{`{`, `{"next":-1}`} {
 		if err := src2.(pipeline.Positioned).Seek(context.Background(), []byte(bad)); err == nil {
 			t.Errorf("Seek(%s) accepted", bad)
