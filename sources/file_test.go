@@ -774,3 +774,90 @@ func TestMatchElems(t *testing.T) {
 		}
 	}
 }
+
+// chunkReader returns its data in reads of at most n bytes.
+type chunkReader struct {
+	data []byte
+	n    int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	k := min(len(p), c.n, len(c.data))
+	copy(p, c.data[:k])
+	c.data = c.data[k:]
+	return k, nil
+}
+
+// FuzzFileLines checks the line splitter against a plain reference for
+// any input, buffer size, read size, line limit and batch size: every line
+// once, in order, as a record or (too long) a dead letter with its first
+// bytes, at the right offset and line number.
+func FuzzFileLines(f *testing.F) {
+	f.Add([]byte("a\nbb\r\n\nccc"), uint8(4), uint8(3), uint8(2), uint8(1))
+	f.Add([]byte(strings.Repeat("x", 300)+"\nok\n"+strings.Repeat("y", 50)), uint8(16), uint8(7), uint8(10), uint8(3))
+	f.Add([]byte("\r\r\n\n\r"), uint8(1), uint8(1), uint8(1), uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, bufSize, readSize, maxLine, batch uint8) {
+		bs, rs, ml, bn := int(bufSize)+1, int(readSize)+1, int(maxLine)+1, int(batch)+1
+		lr := newLineReader("file", "f", "c", 0, time.Now, ml, bs)
+		pool := bufferPool{size: bs}
+		lr.acquire(&pool)
+		r := &chunkReader{data: data, n: rs}
+		var g got
+		for range 10 * (len(data) + 2) {
+			b := &pipeline.Batch{}
+			eof, err := lr.read(r, b, bn, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b.Records) > bn {
+				t.Fatalf("%d records in a batch of %d", len(b.Records), bn)
+			}
+			if eof && len(b.Records) < bn {
+				lr.flushPartial(b)
+			}
+			g.recs = append(g.recs, b.Records...)
+			g.dead = append(g.dead, b.Dead...)
+			if eof && lr.buffered() == 0 {
+				break
+			}
+			// Alternate releasing the buffer, as follow mode does between polls.
+			lr.release(&pool)
+			lr.acquire(&pool)
+		}
+		ri, di := 0, 0
+		for _, w := range expectedLines(string(data)) {
+			var r *pipeline.Record
+			if len(w.value) > ml {
+				if di >= len(g.dead) {
+					t.Fatalf("missing dead letter for line %d", w.line)
+				}
+				r = g.dead[di].Record
+				di++
+				if keep := min(len(w.value), ml, deadLinePreview); string(r.Value) != w.value[:keep] {
+					t.Fatalf("line %d: dead letter holds %q, want %q", w.line, r.Value, w.value[:keep])
+				}
+			} else {
+				if ri >= len(g.recs) {
+					t.Fatalf("missing record for line %d %q", w.line, w.value)
+				}
+				r = g.recs[ri]
+				ri++
+				if string(r.Value) != w.value {
+					t.Fatalf("line %d: %q, want %q", w.line, r.Value, w.value)
+				}
+			}
+			if r.Origin.Offset != w.off || r.Origin.Line != w.line {
+				t.Fatalf("line %d at %+v, want offset %d", w.line, r.Origin, w.off)
+			}
+		}
+		if ri != len(g.recs) || di != len(g.dead) {
+			t.Fatalf("extra output: %d records (want %d), %d dead (want %d)", len(g.recs), ri, len(g.dead), di)
+		}
+		if lr.offset != int64(len(data)) {
+			t.Fatalf("offset %d at the end of %d bytes", lr.offset, len(data))
+		}
+	})
+}
