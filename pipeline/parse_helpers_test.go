@@ -1,8 +1,12 @@
 package pipeline
 
 import (
+	"bytes"
+	"encoding/json"
 	"reflect"
+	"slices"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestParseJSONObjectStrict(t *testing.T) {
@@ -110,4 +114,64 @@ func TestParseJSONObjectStrictKeys(t *testing.T) {
 	if want := []string{`a\nb`, `c"d`, "éè", "plain"}; !reflect.DeepEqual(names, want) {
 		t.Errorf("names %q, want %q", names, want)
 	}
+}
+
+// FuzzParseJSONObjectStrict checks the strict parser against encoding/json
+// (it accepts exactly the valid JSON objects, with the same member names)
+// and against ParseJSONObject (on valid input, the same raw values, a
+// repeated key keeping its first place and last value).
+func FuzzParseJSONObjectStrict(f *testing.F) {
+	for _, s := range []string{
+		`{"a":1,"b":"x\ny","c":[1,{"d":null}],"e":true,"f":false,"g":-1.5e3}`, `{"a":1,}`, `[1]`,
+		`{"a":"\ud83d\ude00","a\\b":{"c":"}"},"d":"]\"["}`, ` { "k" : [ ] , "l" : { } } `, `{"a":1,"b":2,"a":3}`,
+		`{"a":01}`, `{} x`, `{"a":-}`, `{"a":"\x"}`, "{\"a\":\"\xff\"}", `{"":""}`, `{"a":1e}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var fs Fields
+		err := fs.ParseJSONObjectStrict(data)
+		var m map[string]json.RawMessage
+		stdErr := json.Unmarshal(data, &m)
+		if (err == nil) != (stdErr == nil && m != nil) {
+			t.Fatalf("%q: strict err %v, encoding/json err %v (object %v)", data, err, stdErr, m != nil)
+		}
+		if err != nil {
+			if fs.Len() != 0 {
+				t.Fatalf("%q: %d fields after an error", data, fs.Len())
+			}
+			return
+		}
+		if fs.Len() != len(m) {
+			t.Fatalf("%q: %d fields, encoding/json has %d members", data, fs.Len(), len(m))
+		}
+		for i := range fs.f {
+			// encoding/json turns invalid UTF-8 in names into U+FFFD;
+			// fields keep the bytes (output replaces them).
+			if _, ok := m[fs.f[i].name]; !ok && utf8.ValidString(fs.f[i].name) {
+				t.Fatalf("%q: field %q is not a member for encoding/json", data, fs.f[i].name)
+			}
+		}
+		var lenient Fields
+		if err := lenient.ParseJSONObject(data); err != nil {
+			return // the lenient parser refusing valid input is its own business
+		}
+		var want []field
+		for _, lf := range lenient.f {
+			if j := slices.IndexFunc(want, func(w field) bool { return w.name == lf.name }); j >= 0 {
+				want[j] = lf
+				continue
+			}
+			want = append(want, lf)
+		}
+		if len(want) != len(fs.f) {
+			t.Fatalf("%q: %d fields, ParseJSONObject has %d distinct", data, len(fs.f), len(want))
+		}
+		for i, w := range want {
+			g := fs.f[i]
+			if g.name != w.name || !bytes.Equal(g.raw, w.raw) || g.kind != w.kind {
+				t.Fatalf("%q: field %d is %q %q kind %d, ParseJSONObject has %q %q kind %d", data, i, g.name, g.raw, g.kind, w.name, w.raw, w.kind)
+			}
+		}
+	})
 }
