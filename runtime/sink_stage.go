@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/weirhq/weir/pipeline"
 )
@@ -13,6 +14,8 @@ type sinkReport struct {
 	id    uint64
 	index int // position in the coordinator's sink list
 	token []byte
+
+	began, ended time.Time // observability hook: pre-commit span (metrics_trace.go)
 }
 
 type commitRequest struct {
@@ -58,12 +61,14 @@ func (s *sinkStage) run(ctx context.Context) error {
 			switch m.kind {
 			case msgBatch:
 				n := len(m.batch.Records)
+				began := time.Now() // observability hook: batch latency
 				if err := s.sink.Write(ctx, m.batch); err != nil {
 					return fmt.Errorf("%s: write: %w", s.id, err)
 				}
+				s.stats.Latency.Observe(time.Since(began))
 				s.stats.addOut(n)
 			case msgBarrier:
-				rep := sinkReport{id: m.barrier.id, index: s.index}
+				rep := sinkReport{id: m.barrier.id, index: s.index, began: time.Now()}
 				switch {
 				case s.committer != nil:
 					tok, err := s.committer.PreCommit(ctx, m.barrier.id)
@@ -76,6 +81,7 @@ func (s *sinkStage) run(ctx context.Context) error {
 						return fmt.Errorf("%s: flush: %w", s.id, err)
 					}
 				}
+				rep.ended = time.Now()
 				select {
 				case s.reports <- rep:
 				case <-ctx.Done():

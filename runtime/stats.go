@@ -12,6 +12,14 @@ type ComponentStats struct {
 	Records    atomic.Int64 // records out (sources, operators) or written (sinks)
 	Dead       atomic.Int64 // records this component sent to the dead-letter output
 	Duplicates atomic.Int64 // redeliveries dropped by message id (WAL-fed sources)
+
+	// Observability hooks (metrics, health; see metrics.go). Set while
+	// the pipeline is built, before Stats.Running reports true.
+	In      atomic.Int64      // operators: records given to Process
+	Latency DurationHistogram // operator chain: Process time per batch; sinks: Write time per batch
+	late    func() int64      // operators with Late() int64 (windows)
+	lag     func() int64      // sources implementing pipeline.Lagger
+	walDir  string            // sources fed through the ingest WAL
 }
 
 func (c *ComponentStats) addOut(n int)  { c.Records.Add(int64(n)) }
@@ -29,6 +37,14 @@ type Stats struct {
 	lastCheckpoint     atomic.Int64 // unix nanoseconds
 	lastDuration       atomic.Int64 // nanoseconds
 	lastSize           atomic.Int64 // bytes
+
+	// Observability hooks (metrics, health; see metrics.go).
+	Operators          []*ComponentStats // one per operator, in order; set while building
+	Chain              ComponentStats    // the operator chain as a whole (batch latency)
+	CheckpointDuration DurationHistogram // every completed checkpoint
+	queues             []queueGauge      // stage input channels; set before running
+	state              atomic.Int32      // a PipelineState
+	started            time.Time         // set before running
 }
 
 // LastCheckpoint returns when the last checkpoint completed (zero if none),
