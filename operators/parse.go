@@ -82,6 +82,23 @@ var parseFormats = []string{FormatJSON, FormatLogfmt, FormatRegex, FormatCSV, Fo
 //	             a failed conversion dead-letters the record; an absent or
 //	             null field is left alone
 //
+// The fields each format gives, in order:
+//
+//	json      the object's members (a repeated key: first place, last
+//	          value), decoded only when read; objects and arrays nest as
+//	          map[string]any and []any
+//	logfmt    each key in line order; a key with no value (`k` or `k=`)
+//	          gets ""; a line needs at least one `=`
+//	regex     each named group in pattern order
+//	csv       the columns
+//	syslog    RFC 5424: priority, facility, severity, version, timestamp,
+//	          hostname, appname, procid, msgid, structured_data, message;
+//	          RFC 3164: the same but version, msgid and structured_data
+//	          (nil where the line has `-` or no such part)
+//	combined  remote_addr, ident, user, time, method, path, protocol,
+//	          status, bytes, referer, user_agent (`-` is nil; bytes `-` is 0)
+//	common    the same without referer and user_agent
+//
 // Every line format ignores one trailing line break (\n or \r\n).
 //
 // A ParseConfig is read-only once decoded: NewOperator may be called for
