@@ -321,7 +321,12 @@ func (s *fileSource) excluded(p string) bool {
 	return false
 }
 
-// Read implements pipeline.Source.
+// Read implements pipeline.Source. It appends at most the batch size of
+// records, each Value a fresh copy that is never modified afterwards. With
+// follow false it reads the files one after the other and returns io.EOF,
+// with no records, once all are done. With follow true it never ends: when
+// no file has a complete new line it waits at most about 200 ms, then
+// returns an empty batch so the runtime regains control.
 func (s *fileSource) Read(ctx context.Context, b *pipeline.Batch) (pipeline.AckFunc, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
