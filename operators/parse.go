@@ -64,8 +64,10 @@ var parseFormats = []string{FormatJSON, FormatLogfmt, FormatRegex, FormatCSV, Fo
 //	header       csv: the first record of each input is the header (the
 //	             column names) and is consumed, not emitted; an input is a
 //	             source index plus the record's origin name, so every file of
-//	             a glob has its own header. With columns also set, the header
-//	             line is skipped and columns name the fields. (false)
+//	             a glob has its own header; a record the source numbers line 1
+//	             is always a header (a rotated file starts over). With columns
+//	             also set, the header line is skipped and columns name the
+//	             fields. Headers read are kept in checkpoints. (false)
 //	delimiter    csv: the field delimiter, one character (",")
 //	rfc          syslog: 5424, 3164 or auto, which detects each line's RFC (auto)
 //	timezone     syslog: the IANA zone of RFC 3164 timestamps, which carry

@@ -68,7 +68,9 @@ func (p *csvParser) parse(r *pipeline.Record, line string, out []parsedField) ([
 	if p.header {
 		in := csvInput{Source: r.Source, Origin: r.Origin.Name}
 		h, ok := p.headers[in]
-		if !ok {
+		if !ok || r.Origin.Line == 1 {
+			// Line 1 is a header even when one was seen: the file was
+			// rotated or truncated and starts over.
 			return out, p.readHeader(in, line)
 		}
 		if cols == nil {

@@ -127,3 +127,20 @@ func TestParseCSVHeaderAndColumns(t *testing.T) {
 	}
 	parseTestCheck(t, b.Records[0], []parseTestKV{{"x", int64(1)}, {"y", int64(2)}})
 }
+
+// TestParseCSVHeaderLineOne: a record at line 1 of its file is a header
+// even after one was read (rotation, truncation).
+func TestParseCSVHeaderLineOne(t *testing.T) {
+	o := parseTestOp(t, `- parse: {format: csv, header: true}`)
+	at := func(line int64, s string) *pipeline.Record {
+		r := parseTestSourced(0, "app.csv", s)
+		r.Origin.Line = line
+		return r
+	}
+	b := parseTestBatch(t, o, at(1, "a,b"), at(2, "1,2"), at(1, "x,y,z"), at(2, "3,4,5"))
+	if len(b.Records) != 2 || len(b.Dead) != 0 {
+		t.Fatalf("got %d records and %d dead letters, want 2 and 0", len(b.Records), len(b.Dead))
+	}
+	parseTestCheck(t, b.Records[0], []parseTestKV{{"a", int64(1)}, {"b", int64(2)}})
+	parseTestCheck(t, b.Records[1], []parseTestKV{{"x", int64(3)}, {"y", int64(4)}, {"z", int64(5)}})
+}
