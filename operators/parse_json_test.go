@@ -1,6 +1,7 @@
 package operators
 
 import (
+	"context"
 	"testing"
 
 	"github.com/weirhq/weir/pipeline"
@@ -141,4 +142,22 @@ func TestParseJSONTypes(t *testing.T) {
 		{name: "fraction", line: `{"status":1.5}`, wantErr: `parse: types: field "status": 1.5 is not a valid int`},
 		{name: "not a time", line: `{"ts":"yesterday"}`, wantErr: `parse: types: field "ts": "yesterday" is not a valid time`},
 	})
+}
+
+// TestParseJSONAllocs: the JSON path allocates nothing per record (field
+// values stay raw bytes until read).
+func TestParseJSONAllocs(t *testing.T) {
+	o := parseTestOp(t, `- parse: {format: json}`)
+	r := parseTestRecord(`{"ts":"2026-11-24T22:33:58.123Z","level":"error","msg":"a \"quoted\" word","status":502,"user":{"id":42},"tags":["a"]}`)
+	b := &pipeline.Batch{Records: make([]*pipeline.Record, 0, 1)}
+	run := func() {
+		b.Records = append(b.Records[:0], r)
+		if err := o.Process(context.Background(), b); err != nil || len(b.Records) != 1 {
+			t.Fatalf("Process: %v, %d records", err, len(b.Records))
+		}
+	}
+	run() // the record's field slice reaches its size
+	if n := testing.AllocsPerRun(100, run); n != 0 {
+		t.Errorf("%v allocations per record, want 0", n)
+	}
 }
