@@ -466,7 +466,13 @@ func toConfigError(file string, err error, fallback Pos) *ConfigError {
 	var ye yaml.Error
 	if errors.As(err, &ye) && ye.GetToken() != nil {
 		p := ye.GetToken().Position
-		return &ConfigError{Pos: Pos{File: file, Line: p.Line, Column: p.Column}, Msg: ye.GetMessage()}
+		msg := ye.GetMessage()
+		if strings.Contains(msg, "mapping value is not allowed") {
+			// The usual cause in a pipeline file: an expression with a
+			// ternary, which YAML reads as a nested mapping.
+			msg += ` (an expression containing ": ", such as a ? b : c, must be quoted: errors: 'sum(status >= 500 ? 1 : 0)')`
+		}
+		return &ConfigError{Pos: Pos{File: file, Line: p.Line, Column: p.Column}, Msg: msg}
 	}
 	return &ConfigError{Pos: fallback, Msg: err.Error()}
 }

@@ -150,6 +150,7 @@ func TestLoadErrorsHavePositions(t *testing.T) {
       - print: {path: o}
 `, []string{`p.yaml:5:9: pipeline "a": sink "print" cannot commit idempotently`, "guarantee: at_least_once"}},
 		{"yaml syntax", "pipelines:\n  - name: a\n   bad: [\n", []string{"p.yaml:"}},
+		{"unquoted ternary", "pipelines:\n  - name: a\n    operators:\n      - filter: x ? 1 : 0\n", []string{"p.yaml:4:", "must be quoted"}},
 		{"unset variable", "data_dir: ${WEIR_TEST_SURELY_UNSET}\npipelines: []\n", []string{"p.yaml:1:11: environment variable WEIR_TEST_SURELY_UNSET is not set"}},
 		{"empty", "", []string{"p.yaml:1:1: empty configuration"}},
 		{"two components in one item", `pipelines:

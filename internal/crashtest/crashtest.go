@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -134,18 +135,26 @@ func (h *Harness) Run(ctx context.Context, kills int) (Result, error) {
 }
 
 // recoveryTime reads the "running" log line the runtime writes once a
-// pipeline has recovered and its stages are running.
+// pipeline has recovered and its stages are running: `recovered_in=1.5ms`
+// in text logs, `"recovered_in":1500000` (nanoseconds) in JSON logs.
 func recoveryTime(stderr []byte) time.Duration {
-	i := bytes.Index(stderr, []byte("recovered_in="))
-	if i < 0 {
-		return 0
+	for _, key := range []string{"recovered_in=", `"recovered_in":`} {
+		i := bytes.Index(stderr, []byte(key))
+		if i < 0 {
+			continue
+		}
+		rest := stderr[i+len(key):]
+		if j := bytes.IndexAny(rest, " ,}\n"); j >= 0 {
+			rest = rest[:j]
+		}
+		if d, err := time.ParseDuration(string(rest)); err == nil {
+			return d
+		}
+		if ns, err := strconv.ParseInt(string(rest), 10, 64); err == nil {
+			return time.Duration(ns)
+		}
 	}
-	rest := stderr[i+len("recovered_in="):]
-	if j := bytes.IndexAny(rest, " \n"); j >= 0 {
-		rest = rest[:j]
-	}
-	d, _ := time.ParseDuration(string(rest))
-	return d
+	return 0
 }
 
 func lastLines(b []byte, n int) string {
