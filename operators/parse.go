@@ -451,8 +451,11 @@ func (p *parseOp) parseRecord(r *pipeline.Record) error {
 			}
 			f.val = v
 		} else if f.text && p.infer {
+			// Only a value whose type changes is boxed anew.
 			if s, ok := f.val.(string); ok {
-				f.val = parseInferValue(s)
+				if v, typed := parseInferValue(s); typed {
+					f.val = v
+				}
 			}
 		}
 	}

@@ -123,46 +123,46 @@ func parseDescribeValue(v any) string {
 	return string(b)
 }
 
-// parseInferValue types text from an untyped format: a JSON number becomes an
-// int64 (no fraction or exponent, and it fits) or a float64 (finite), and
-// true/True/TRUE or false/False/FALSE a bool. Anything else, including
-// numbers JSON does not allow such as "007", "+1", ".5" or "NaN", and an
-// integer too large for int64, stays the string it was.
-func parseInferValue(s string) any {
+// parseInferValue types text from an untyped format: a JSON number becomes
+// an int64 (no fraction or exponent, and it fits) or a float64 (finite),
+// and true/True/TRUE or false/False/FALSE a bool; ok is false when s stays
+// the string it was: numbers JSON does not allow ("007", "+1", ".5",
+// "NaN"), an integer too large for int64, and any other text.
+func parseInferValue(s string) (v any, ok bool) {
 	if s == "" {
-		return s
+		return nil, false
 	}
 	switch c := s[0]; {
 	case c == '-' || (c >= '0' && c <= '9'):
 		return parseInferNumber(s)
 	case c == 't' || c == 'T':
 		if s == "true" || s == "True" || s == "TRUE" {
-			return true
+			return true, true
 		}
 	case c == 'f' || c == 'F':
 		if s == "false" || s == "False" || s == "FALSE" {
-			return false
+			return false, true
 		}
 	}
-	return s
+	return nil, false
 }
 
-func parseInferNumber(s string) any {
+func parseInferNumber(s string) (any, bool) {
 	isInt, ok := parseJSONNumber(s)
 	if !ok {
-		return s
+		return nil, false
 	}
 	if isInt {
 		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-			return n
+			return n, true
 		}
-		return s
+		return nil, false
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsInf(f, 0) {
-		return s
+		return nil, false
 	}
-	return f
+	return f, true
 }
 
 // parseJSONNumber reports whether s is a number in JSON's grammar
