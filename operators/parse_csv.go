@@ -213,6 +213,9 @@ func (o *csvHeaderOp) Restore(data []byte) error {
 	}
 	clear(o.csv.headers)
 	for _, s := range state {
+		if len(s.Columns) == 0 {
+			continue // not a header: that input's next record will be
+		}
 		o.csv.headers[csvInput{Source: s.Source, Origin: s.Origin}] = s.Columns
 	}
 	return nil
