@@ -93,26 +93,38 @@ func benchAppend(b *testing.B, mode SyncMode, writers, batch int) {
 		mu   sync.Mutex
 		hist latencyHist
 	)
-	b.SetParallelism((writers + 1) / max(1, runtimeProcs()))
 	b.SetBytes(int64(len(rec) * batch))
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		var h latencyHist
+	if writers == 1 {
 		ctx := context.Background()
-		for pb.Next() {
+		for range b.N {
 			t0 := time.Now()
 			if _, err := l.Append(ctx, recs...); err != nil {
-				b.Error(err)
-				return
+				b.Fatal(err)
 			}
-			h.record(time.Since(t0))
+			hist.record(time.Since(t0))
 		}
-		mu.Lock()
-		hist.add(&h)
-		mu.Unlock()
-	})
+	} else {
+		// RunParallel starts parallelism*GOMAXPROCS goroutines.
+		b.SetParallelism((writers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+		b.RunParallel(func(pb *testing.PB) {
+			var h latencyHist
+			ctx := context.Background()
+			for pb.Next() {
+				t0 := time.Now()
+				if _, err := l.Append(ctx, recs...); err != nil {
+					b.Error(err)
+					return
+				}
+				h.record(time.Since(t0))
+			}
+			mu.Lock()
+			hist.add(&h)
+			mu.Unlock()
+		})
+	}
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*batch)/elapsed.Seconds(), "records/s")
@@ -122,5 +134,3 @@ func benchAppend(b *testing.B, mode SyncMode, writers, batch int) {
 		b.ReportMetric(float64(b.N*batch)/float64(max(1, l.nSyncs.Load())), "records/sync")
 	}
 }
-
-func runtimeProcs() int { return runtime.GOMAXPROCS(0) }

@@ -611,3 +611,21 @@ func TestTruncateWhileAppending(t *testing.T) {
 		t.Errorf("after reopen read %d records, want %d", len(got), next-first)
 	}
 }
+
+func TestAppendContextDoneWhileWaiting(t *testing.T) {
+	fs := &faults{gate: make(chan struct{})}
+	l := openWithFaults(t, t.TempDir(), Options{Sync: SyncAlways}, fs)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := l.Append(ctx, []byte("a"))
+		errc <- err
+	}()
+	waitFor(t, "the flusher to sync", func() bool { return fs.syncs.Load() >= 1 })
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Errorf("Append whose ctx was cancelled while waiting: got %v, want context.Canceled", err)
+	}
+	close(fs.gate)
+	mustClose(t, l)
+}
