@@ -38,7 +38,7 @@ type segReader struct {
 func openSegment(path string, seg uint64) (*segReader, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("wal: open segment %d: %w", seg, err)
 	}
 	var h [headerSize]byte
 	n, err := f.ReadAt(h[:], 0)
