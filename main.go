@@ -4,6 +4,8 @@
 //	weir validate [-c pipelines.yaml]                   check a configuration, list every error
 //	weir checkpoints [-c pipelines.yaml] [--pipeline NAME]  show the last checkpoints
 //	weir wal stat|dump DIR [--from N]                   inspect a write-ahead log
+//	weir test [-c pipelines.yaml] [--pipeline NAME]...  run the pipelines' `tests:`
+//	weir schema                                         print the JSON Schema of the YAML
 //	weir version                                        print the version
 //
 // Exit codes: 0 success (including a graceful stop on SIGINT/SIGTERM after
@@ -27,6 +29,10 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"golang.org/x/term"
+
+	"github.com/weirhq/weir/internal/progress"
 	_ "github.com/weirhq/weir/operators"
 	"github.com/weirhq/weir/pipeline"
 	"github.com/weirhq/weir/runtime"
@@ -67,6 +73,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCheckpoints(args, stdout)
 	case "wal":
 		err = cmdWAL(args, stdout)
+	case "test":
+		err = cmdTest(args, stdout)
+	case "schema":
+		err = cmdSchema(args, stdout)
 	case "version":
 		fmt.Fprintf(stdout, "weir %s\n", version)
 	case "help", "-h", "--help":
@@ -90,7 +100,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 const usage = `usage:
-  weir run [-c FILE] [--pipeline NAME]... [--log-level LEVEL] [--quiet]
+  weir run [-c FILE] [--pipeline NAME]... [--log-level LEVEL] [--log-format auto|text|json]
+           [--quiet] [--watch [--watch-interval 1s]] [--http ADDR]
+  weir test [-c FILE] [--pipeline NAME]... [-v]
+  weir schema
   weir validate [-c FILE]
   weir checkpoints [-c FILE] [--pipeline NAME]
   weir wal stat DIR | weir wal dump DIR [--from N]
@@ -160,7 +173,11 @@ func cmdRun(args []string, stderr io.Writer) error {
 	var only names
 	fs.Var(&only, "pipeline", "run only this pipeline (repeatable)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
-	quiet := fs.Bool("quiet", false, "no summary")
+	format := fs.String("log-format", "auto", "auto (text on a terminal, JSON otherwise), text or json")
+	quiet := fs.Bool("quiet", false, "no progress lines, no summary")
+	watch := fs.Bool("watch", false, "reload the configuration when the file changes")
+	watchEvery := fs.Duration("watch-interval", time.Second, "how often --watch checks the file")
+	httpAddr := fs.String("http", "", "admin endpoints address, overriding the configuration's `http:`")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -168,20 +185,114 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		return usageError{fmt.Sprintf("--log-level: %v", err)}
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
-	cfg, err := load(*file)
+	tty := isTerminal(stderr)
+	var logFormat runtime.LogFormat
+	switch *format {
+	case "auto":
+		logFormat = runtime.LogJSON
+		if tty {
+			logFormat = runtime.LogText
+		}
+	case "text", "json":
+		logFormat = runtime.LogFormat(*format)
+	default:
+		return usageError{fmt.Sprintf("--log-format: %q is not one of auto, text, json", *format)}
+	}
+	if *watchEvery <= 0 {
+		return usageError{"--watch-interval: want a positive duration"}
+	}
+	rev, err := loadRevision(*file)
 	if err != nil {
 		return err
 	}
+	if *httpAddr != "" {
+		rev.Config.HTTP = *httpAddr
+	}
+
+	// Progress lines on a terminal; logs then print above them.
+	tracker := progress.NewTracker()
+	logOut := stderr
+	var display *progress.Display
+	if tty && !*quiet {
+		display = progress.Start(stderr, tracker, progress.Options{Width: func() int { return terminalWidth(stderr) }})
+		logOut = display.Writer()
+	}
+	stopDisplay := func() {
+		if display != nil {
+			display.Stop()
+			display = nil
+		}
+	}
+	defer stopDisplay()
+	logger := slog.New(runtime.NewLogHandler(logOut, logFormat, lv))
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { logger.Warn("telemetry export", "err", err) }))
 
 	// First SIGINT/SIGTERM: stop gracefully (final checkpoint, commit).
-	// Second: stop at once; the last checkpoint stays valid.
+	// Second: stop at once; the last checkpoint stays valid. SIGHUP:
+	// reload the configuration.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	tel, err := runtime.NewTelemetry(ctx, runtime.TelemetryOptions{Version: version, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			logger.Warn("telemetry", "err", err)
+		}
+	}()
+	sup, err := runtime.NewSupervisor(rev, only, tel.RunOptions(runtime.Options{Logger: logger, OnStats: tracker.Track}))
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	adminCtx, stopAdmin := context.WithCancel(context.Background())
+	defer stopAdmin()
+	if rev.Config.HTTP != "" {
+		ln, err := runtime.ListenAdmin(rev.Config.HTTP)
+		if err != nil {
+			return err
+		}
+		admin := &runtime.Admin{Status: sup.Status, Telemetry: tel, Version: version, Started: start}
+		go func() {
+			if err := admin.Serve(adminCtx, ln, logger); err != nil {
+				logger.Error("admin endpoints", "err", err)
+			}
+		}()
+		logger.Info("admin endpoints: /metrics /healthz /readyz", "addr", "http://"+ln.Addr().String())
+	}
+	if tel.OTLPMetrics || tel.OTLPTraces {
+		logger.Info("pushing telemetry over OTLP/HTTP", "metrics", tel.OTLPMetrics, "traces", tel.OTLPTraces)
+	}
+
+	var reloadMu sync.Mutex // one reload at a time
+	reload := func(why string) {
+		reloadMu.Lock()
+		defer reloadMu.Unlock()
+		next, err := loadRevision(*file)
+		if err != nil {
+			logger.Error("configuration not reloaded; the pipelines keep running as they were", "trigger", why, "err", err)
+			return
+		}
+		if *httpAddr != "" {
+			next.Config.HTTP = *httpAddr
+		}
+		res, err := sup.Reload(ctx, next)
+		if err != nil {
+			logger.Error("configuration not reloaded", "trigger", why, "err", err)
+			return
+		}
+		logger.Info("configuration reloaded", "trigger", why, "changes", res.String())
+	}
 	stop := make(chan struct{})
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
 	go func() {
 		<-sigs
 		logger.Info("stopping: taking a final checkpoint (signal again to stop at once)")
@@ -189,23 +300,55 @@ func cmdRun(args []string, stderr io.Writer) error {
 		<-sigs
 		cancel()
 	}()
-
-	var (
-		mu  sync.Mutex // guards all: pipelines start concurrently
-		all []*runtime.Stats
-	)
-	onStats := func(s *runtime.Stats) { mu.Lock(); all = append(all, s); mu.Unlock() }
-	start := time.Now()
-	err = runtime.Run(ctx, cfg, only, stop, runtime.Options{Logger: logger, OnStats: onStats})
-	mu.Lock()
-	defer mu.Unlock()
-	if !*quiet {
-		el := time.Since(start)
-		for _, s := range all {
-			in := s.In()
-			fmt.Fprintf(stderr, "weir: %s: %d records in, %d out, %d dead-lettered, %d checkpoints, %.1fs (%.0f records/s)\n",
-				s.Pipeline, in, s.Out(), s.DeadLetter.Records.Load(), s.Checkpoints.Load(), el.Seconds(), float64(in)/el.Seconds())
+	go func() {
+		for {
+			select {
+			case <-hups:
+				reload("SIGHUP")
+			case <-adminCtx.Done():
+				return
+			}
 		}
+	}()
+	if *watch {
+		go runtime.WatchFile(adminCtx, *file, *watchEvery, func() { reload("file changed") })
+	}
+
+	err = sup.Run(ctx, stop)
+	stopAdmin()
+	stopDisplay()
+	if !*quiet {
+		tracker.Summary(stderr, time.Since(start))
 	}
 	return err
+}
+
+// loadRevision loads the configuration as load does, with the pipelines'
+// fingerprints for reloads.
+func loadRevision(file string) (*runtime.Revision, error) {
+	rev, err := runtime.LoadRevision(pipeline.Default, file)
+	if err != nil {
+		var ce pipeline.ConfigErrors
+		if errors.As(err, &ce) {
+			return nil, fmt.Errorf("%d error(s) in the configuration:\n%w", len(ce), err)
+		}
+		return nil, err
+	}
+	return rev, nil
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// terminalWidth returns w's width in columns, 0 when unknown.
+func terminalWidth(w io.Writer) int {
+	if f, ok := w.(*os.File); ok {
+		if cols, _, err := term.GetSize(int(f.Fd())); err == nil {
+			return cols
+		}
+	}
+	return 0
 }
