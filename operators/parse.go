@@ -478,7 +478,7 @@ func (p *parseOp) parseJSON(r *pipeline.Record, line string) error {
 			return p.wrap(errParseEmptyLine)
 		}
 		fs := r.SetFields()
-		if err := fs.ParseJSONObjectStrict(r.Value); err != nil {
+		if err := fs.ParseJSONObject(r.Value); err != nil {
 			return p.wrap(describeJSONError(r.Value))
 		}
 		return p.convertFields(fs)
@@ -487,7 +487,7 @@ func (p *parseOp) parseJSON(r *pipeline.Record, line string) error {
 	if len(data) == 0 {
 		return p.wrap(errParseEmptyLine)
 	}
-	if err := p.scratch.ParseJSONObjectStrict(data); err != nil {
+	if err := p.scratch.ParseJSONObject(data); err != nil {
 		return p.wrap(describeJSONError(data))
 	}
 	if err := p.convertFields(&p.scratch); err != nil {

@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// The JSON format is parsed by pipeline.Fields.ParseJSONObjectStrict: one
+// The JSON format is parsed by pipeline.Fields.ParseJSONObject: one
 // validating pass, then the top-level fields are kept as raw bytes and
 // decoded only when read, so a record costs no allocation here and an
 // operator chain that reads two fields of twenty pays for two.

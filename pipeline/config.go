@@ -431,6 +431,12 @@ func (l *loader) component(n ast.Node, kind Kind, where string) *Component {
 		if err := v.Validate(); err != nil {
 			var ce *ConfigError
 			if errors.As(err, &ce) {
+				if ce.Pos.File == "" {
+					ce.Pos.File = l.file
+				}
+				if ce.Pos.Line == 0 {
+					ce.Pos = c.Pos
+				}
 				l.errs = append(l.errs, ce)
 			} else if msg := err.Error(); strings.HasPrefix(msg, p.key+":") {
 				l.errorf(p.kn, "%s", msg)

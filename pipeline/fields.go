@@ -5,6 +5,7 @@ import (
 	"unsafe"
 
 	"github.com/buger/jsonparser"
+	"github.com/tidwall/gjson"
 )
 
 // rawKind says how a field's raw JSON bytes are to be decoded.
@@ -133,37 +134,63 @@ func (fs *Fields) Map() map[string]any {
 }
 
 // ParseJSONObject fills fs from one JSON object, keeping raw value bytes for
-// lazy decoding. data must stay unchanged for as long as fs is used (it is
-// normally the record's Value).
+// lazy decoding. data must be exactly one valid JSON document (RFC 8259;
+// white space around it allowed) whose value is an object; otherwise fs is
+// left empty and an error is returned, so a malformed value can never
+// decode to nil later. A key that appears twice is one field: it keeps its
+// first position and takes its last value (encoding/json's rule). data must
+// stay unchanged for as long as fs is used (it is normally the record's
+// Value).
+//
+// Two well-kept libraries do the work: gjson validates in one pass without
+// allocating, then jsonparser splits the top level into raw key and value
+// slices. Nothing is decoded here.
 func (fs *Fields) ParseJSONObject(data []byte) error {
 	fs.Reset()
+	if !gjson.ValidBytes(data) {
+		return errBadJSON
+	}
+	if i := skipSpace(data, 0); i >= len(data) || data[i] != '{' {
+		return errNotObject
+	}
 	if cap(fs.f) == 0 {
 		fs.f = make([]field, 0, 8)
 	}
-	end := -1 // offset just past the last value
-	err := jsonparser.ObjectEach(data, func(key, value []byte, t jsonparser.ValueType, off int) error {
+	var seen uint64 // a one-word Bloom filter of the names so far
+	err := jsonparser.ObjectEach(data, func(key, value []byte, t jsonparser.ValueType, _ int) error {
 		if t == jsonparser.NotExist || t == jsonparser.Unknown {
 			return errBadJSON
 		}
 		// A key with escapes comes back unescaped in jsonparser's own
 		// scratch buffer: copy it; otherwise alias data.
-		name := string(key)
+		var name string
 		if within(data, key) {
 			name = bytesToString(key)
+		} else {
+			name = string(key)
 		}
-		fs.f = append(fs.f, field{name: name, raw: value, kind: kindOf(t, value)})
-		end = off
+		f := field{name: name, raw: value, kind: kindOf(t, value)}
+		if bit := nameBit(name); seen&bit == 0 {
+			seen |= bit
+		} else if j := fs.index(name); j >= 0 {
+			fs.f[j] = f
+			return nil
+		}
+		fs.f = append(fs.f, f)
 		return nil
 	})
-	if err == nil && !closesObject(data, end) {
-		err = errBadJSON
-	}
 	if err != nil {
 		fs.Reset()
 		return err
 	}
 	return nil
 }
+
+// ParseJSONObjectStrict is ParseJSONObject; it remains for callers written
+// when the two differed.
+//
+// Deprecated: use ParseJSONObject, which is strict.
+func (fs *Fields) ParseJSONObjectStrict(data []byte) error { return fs.ParseJSONObject(data) }
 
 // within reports whether b is a subslice of data.
 func within(data, b []byte) bool {
@@ -175,23 +202,14 @@ func within(data, b []byte) bool {
 	return p >= start && p+uintptr(len(b)) <= start+uintptr(len(data))
 }
 
-// closesObject checks that after the last value (at end; -1 for an empty
-// object) come only the closing brace and white space. jsonparser stops at
-// the brace and would accept `{"a":1} junk`.
-func closesObject(data []byte, end int) bool {
-	i := 0
-	if end < 0 { // no members: expect `{` `}`
-		i = skipSpace(data, 0)
-		if i >= len(data) || data[i] != '{' {
-			return false
-		}
-		end = i + 1
+// nameBit hashes a field name to one of 64 bits.
+func nameBit(name string) uint64 {
+	h := uint(len(name))
+	if len(name) > 0 {
+		h = h*31 + uint(name[0])
+		h = h*31 + uint(name[len(name)-1])
 	}
-	i = skipSpace(data, end)
-	if i >= len(data) || data[i] != '}' {
-		return false
-	}
-	return skipSpace(data, i+1) == len(data)
+	return 1 << (h & 63)
 }
 
 func skipSpace(data []byte, i int) int {
