@@ -2,6 +2,7 @@ package sinks_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -72,8 +73,11 @@ func exactlyOnceField(t *testing.T, recs []*kgo.Record, n int) {
 func renameO(recs []*kgo.Record) []*kgo.Record {
 	out := make([]*kgo.Record, len(recs))
 	for i, r := range recs {
-		var o int
-		fmt.Sscanf(string(r.Value), `{"o":%d`, &o)
+		var v struct{ O *int }
+		o := -1
+		if json.Unmarshal(r.Value, &v) == nil && v.O != nil {
+			o = *v.O
+		}
 		out[i] = &kgo.Record{Value: fmt.Appendf(nil, `{"i":%d}`, o)}
 	}
 	return out

@@ -197,12 +197,18 @@ func Ping(ctx context.Context, cl *kgo.Client, c *Conn) error {
 		if err == nil {
 			return nil
 		}
-		last = err
-		if ctx.Err() != nil {
-			return fmt.Errorf("kafka: brokers %s did not answer within %s: %w", strings.Join(c.Brokers, ","), c.Timeout(), last)
+		if ctx.Err() == nil || last == nil {
+			last = err
 		}
 		if isAuthError(err) {
 			return fmt.Errorf("kafka: brokers %s: %w", strings.Join(c.Brokers, ","), err)
+		}
+		if ctx.Err() != nil {
+			hint := ""
+			if c.SASL != nil || c.TLS != nil {
+				hint = " (a broker that closes the connection at once usually refused the credentials or the TLS settings)"
+			}
+			return fmt.Errorf("kafka: brokers %s did not answer within %s: %w%s", strings.Join(c.Brokers, ","), c.Timeout(), last, hint)
 		}
 		select {
 		case <-ctx.Done():

@@ -1,0 +1,220 @@
+package sinks_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weirhq/weir/internal/kafkatest"
+)
+
+// TestKafkaKill runs Kafka → parse → filter → Kafka under exactly_once as
+// child processes of the weir binary, against the test's cluster over TCP,
+// and kill -9s them at random moments while input keeps arriving; at the
+// end the output, read as read_committed, holds every passing event once.
+//
+//   - single: one process, killed 12 times, restarted each time.
+//   - group: three processes in one consumer group, each with its own
+//     data_dir; one at a time is killed (8 kills) and restarted while the
+//     other two keep running.
+func TestKafkaKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kill tests build the weir binary; skipped with -short")
+	}
+	bin := buildWeir(t)
+	t.Run("single", func(t *testing.T) { killTest(t, bin, 1, 12) })
+	t.Run("group", func(t *testing.T) { killTest(t, bin, 3, 8) })
+}
+
+func buildWeir(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "weir")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/weirhq/weir")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build weir: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// weirProc is one child weir process, restartable.
+type weirProc struct {
+	t    *testing.T
+	bin  string
+	conf string
+	log  *lockedBuffer // stdout and stderr of every run, for failures
+
+	mu   sync.Mutex // guards cmd, done
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func (p *weirProc) start() {
+	p.t.Helper()
+	cmd := exec.Command(p.bin, "run", "-c", p.conf, "--quiet", "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = p.log, p.log
+	if err := cmd.Start(); err != nil {
+		p.t.Fatalf("start weir: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	p.mu.Lock()
+	p.cmd, p.done = cmd, done
+	p.mu.Unlock()
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *weirProc) kill() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+}
+
+// stop sends SIGTERM (graceful: final checkpoint) and returns the exit
+// error.
+func (p *weirProc) stop() error {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		return errors.New("did not stop within 30s of SIGTERM")
+	}
+}
+
+// exited reports whether the process ended on its own (a failure).
+func (p *weirProc) exited() (error, bool) {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	select {
+	case err := <-done:
+		done <- err
+		return err, true
+	default:
+		return nil, false
+	}
+}
+
+func killTest(t *testing.T, bin string, procs, kills int) {
+	c := kafkatest.New(t)
+	in, out := c.Topic(t, 6), c.Topic(t, 3)
+	group := kafkatest.Name("g")
+	reader := c.NewReader(t, out)
+	root := t.TempDir()
+
+	ps := make([]*weirProc, procs)
+	for i := range ps {
+		dir := filepath.Join(root, fmt.Sprint(i))
+		conf := filepath.Join(root, fmt.Sprintf("weir-%d.yaml", i))
+		yaml := kafkaPipelineYAML(filepath.Join(dir, "data"), "exactly_once", c, in, group, out, "200ms")
+		if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ps[i] = &weirProc{t: t, bin: bin, conf: conf, log: new(lockedBuffer)}
+	}
+	defer func() {
+		if t.Failed() {
+			for i, p := range ps {
+				t.Logf("process %d output:\n%s", i, tail(p.log.bytes(), 3000))
+			}
+		}
+	}()
+
+	// Input arrives while the processes run and die: 150 events every
+	// 25 ms until the kills are done.
+	var (
+		mu     sync.Mutex // guards want, events
+		want   int
+		events int
+	)
+	stopFeed := make(chan struct{})
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		for {
+			select {
+			case <-stopFeed:
+				return
+			case <-time.After(25 * time.Millisecond):
+			}
+			mu.Lock()
+			from, o0 := events, want
+			mu.Unlock()
+			passed := kafkaInputFrom(t, c, in, from, o0, 150)
+			mu.Lock()
+			events += 150
+			want += passed
+			mu.Unlock()
+		}
+	}()
+
+	for _, p := range ps {
+		p.start()
+	}
+	for k := range kills {
+		time.Sleep(time.Duration(300+rand.IntN(700)) * time.Millisecond)
+		p := ps[rand.IntN(procs)]
+		if err, ok := p.exited(); ok {
+			t.Fatalf("a weir process exited on its own: %v", err)
+		}
+		p.kill()
+		t.Logf("kill %d: output so far %d", k+1, reader.Len())
+		time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
+		p.start()
+	}
+	close(stopFeed)
+	<-fed
+	mu.Lock()
+	total, n := want, events
+	mu.Unlock()
+	got := reader.WaitFor(t, total, 60*time.Second)
+	for i, p := range ps {
+		if err := p.stop(); err != nil {
+			t.Errorf("process %d: graceful stop: %v", i, err)
+		}
+	}
+	got = reader.Settle(500 * time.Millisecond)
+	t.Logf("%d processes, %d kills, %d events in, %d passed the filter, %d read back", procs, kills, n, total, len(got))
+	exactlyOnceField(t, got, total)
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// lockedBuffer is a bytes.Buffer safe for the child's writer goroutine and
+// the test reading it.
+type lockedBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
+}
