@@ -8,7 +8,29 @@ package runtime
 // has no asynchronous form of, are handed to the readers by a
 // metric.Producer that reads the stages' lock-free DurationHistograms.
 //
-// See doc.go ("Metrics") for the table of names.
+// Instruments (OTel names; the Prometheus exporter writes dots as
+// underscores, appends _total to counters and the unit to seconds and
+// bytes; labels are weir_pipeline, weir_component, weir_component_kind):
+//
+//	name                        kind       unit          attributes                      what
+//	weir.records.in             counter    {record}      pipeline, component, kind       records into a component (sources: read; operators: given to Process; sinks: written)
+//	weir.records.out            counter    {record}      pipeline, component, kind       records out of a component (sources: handed on; operators: emitted; sinks: written)
+//	weir.records.dead_lettered  counter    {record}      pipeline                        records sent to the dead-letter output
+//	weir.records.late           counter    {record}      pipeline, component (operator)  records past allowed_lateness (operators with Late() int64)
+//	weir.records.duplicates     counter    {record}      pipeline, component (source)    redeliveries dropped by message id (WAL-fed sources)
+//	weir.source.lag             gauge      {record}      pipeline, component (source)    backlog, for sources implementing pipeline.Lagger
+//	weir.queue.length           gauge      {batch}       pipeline, component             messages waiting in a stage's input channel (operators, each sink)
+//	weir.queue.capacity         gauge      {batch}       pipeline, component             that channel's capacity: length == capacity is backpressure
+//	weir.batch.duration         histogram  s             pipeline, component             operator chain Process time per batch (component "operators"); sink Write time per batch
+//	weir.checkpoints            counter    {checkpoint}  pipeline                        completed checkpoints
+//	weir.checkpoint.failures    counter    {checkpoint}  pipeline                        failed checkpoints
+//	weir.checkpoint.duration    histogram  s             pipeline                        barrier injection to commit
+//	weir.checkpoint.size        gauge      By            pipeline                        size of the last checkpoint
+//	weir.checkpoint.age         gauge      s             pipeline                        time since the last checkpoint (since the start before the first)
+//	weir.wal.size               gauge      By            pipeline, component (source)    ingest WAL bytes of a WAL-fed source
+//	weir.pipeline.up            gauge                    pipeline                        1 while running, 0 once finished or failed
+//
+// Histogram buckets: HistogramBounds (100 µs doubling to 26 s).
 
 import (
 	"context"

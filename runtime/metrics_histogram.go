@@ -1,7 +1,7 @@
 package runtime
 
 import (
-	"math"
+	"math/bits"
 	"sync/atomic"
 	"time"
 )
@@ -10,6 +10,7 @@ import (
 // DurationHistogram: 100 µs to about 26 s, doubling, plus an overflow
 // bucket. Batch latencies and checkpoint durations both fall in that range.
 var HistogramBounds = func() []float64 {
+	// Keep in step with histogramBase: bounds[i] = histogramBase × 2^i.
 	b := make([]float64, 19)
 	v := 0.0001
 	for i := range b {
@@ -18,6 +19,9 @@ var HistogramBounds = func() []float64 {
 	}
 	return b
 }()
+
+// histogramBase is the first bucket's upper bound.
+const histogramBase = 100 * time.Microsecond
 
 // DurationHistogram counts durations into the fixed HistogramBounds
 // buckets with atomic adds: recording is lock-free and costs a few
@@ -30,15 +34,11 @@ type DurationHistogram struct {
 
 // Observe records one duration.
 func (h *DurationHistogram) Observe(d time.Duration) {
-	s := d.Seconds()
+	// Bucket i holds (bounds[i-1], bounds[i]] with bounds[i] = 100 µs × 2^i:
+	// for whole nanoseconds that is the bit length of (d-1) / 100 µs.
 	i := 0
-	if s > HistogramBounds[0] {
-		// Bucket i holds (bounds[i-1], bounds[i]]; bounds double from 1e-4.
-		i = int(math.Ceil(math.Log2(s / HistogramBounds[0])))
-		if i < len(HistogramBounds) && s > HistogramBounds[i] {
-			i++
-		}
-		i = min(i, len(HistogramBounds))
+	if d > histogramBase {
+		i = min(bits.Len64(uint64((d-1)/histogramBase)), len(HistogramBounds))
 	}
 	h.buckets[i].Add(1)
 	h.sumNS.Add(int64(d))
