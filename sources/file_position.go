@@ -129,8 +129,10 @@ func (s *fileSource) restoreEntry(tf *tailFile, e fileEntry, fp uint64) bool {
 	if err != nil || idFor(fi, tf.path) != tf.id {
 		return false
 	}
+	// A file checkpointed before anything of it was read has no
+	// fingerprint to compare (FPLen 0): its identity is all there is.
 	got, n, err := s.fingerprint(f, e.FPLen)
-	if err != nil || n < e.FPLen || got != fp {
+	if e.FPLen > 0 && (err != nil || n < e.FPLen || got != fp) {
 		// Another file took the inode: read it as new if the globs match it.
 		s.log.Info("file: a checkpointed file was replaced; reading the new one from the start", "path", tf.path)
 		return false
