@@ -47,6 +47,9 @@ type stageToken struct {
 	Nonce   string `json:"nonce"`
 	Records int64  `json:"records"`
 	File    string `json:"file,omitempty"` // base name in the stage dir; empty when Records is 0
+	// Columns names the values of each staged row (postgres), so that a
+	// restarted process commits them into the right columns.
+	Columns []string `json:"columns,omitempty"`
 }
 
 // ID is a stable name for the epoch: "<checkpoint>-<nonce>".
@@ -162,53 +165,121 @@ func (s *epochStage) Seal(checkpoint uint64) (stageToken, error) {
 // they are valid only during the call. A missing or damaged file is an
 // error and fn is not called.
 func (s *epochStage) Each(t stageToken, fn func(i int64, fields [][]byte) error) error {
-	if t.Records == 0 {
-		return nil
-	}
-	path := filepath.Join(s.dir, t.File)
-	if err := s.verify(path, t.Records); err != nil {
+	r, err := s.Open(t)
+	if err != nil {
 		return err
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("open staged epoch: %w", err)
-	}
-	defer f.Close()
-	r := bufio.NewReaderSize(f, 256<<10)
-	if _, err := r.Discard(len(stageMagic)); err != nil {
-		return fmt.Errorf("read staged epoch %s: %w", t.File, err)
-	}
-	var fields [][]byte
-	var buf []byte
-	var ends []int
-	for i := int64(0); i < t.Records; i++ {
-		nf, err := binary.ReadUvarint(r)
+	defer r.Close()
+	for {
+		fields, err := r.Next()
+		if err == io.EOF {
+			return nil
+		}
 		if err != nil {
-			return fmt.Errorf("read staged epoch %s record %d: %w", t.File, i, err)
+			return err
 		}
-		fields, buf, ends = fields[:0], buf[:0], ends[:0]
-		for range nf {
-			l, err := binary.ReadUvarint(r)
-			if err != nil {
-				return fmt.Errorf("read staged epoch %s record %d: %w", t.File, i, err)
-			}
-			start := len(buf)
-			buf = slices.Grow(buf, int(l))[:start+int(l)]
-			if _, err := io.ReadFull(r, buf[start:]); err != nil {
-				return fmt.Errorf("read staged epoch %s record %d: %w", t.File, i, err)
-			}
-			ends = append(ends, len(buf))
-		}
-		start := 0
-		for _, e := range ends {
-			fields = append(fields, buf[start:e:e])
-			start = e
-		}
-		if err := fn(i, fields); err != nil {
+		if err := fn(r.Index(), fields); err != nil {
 			return err
 		}
 	}
+}
+
+// Open verifies the sealed file of t and returns a reader positioned at
+// its first record.
+func (s *epochStage) Open(t stageToken) (*stageReader, error) {
+	r := &stageReader{t: t}
+	if t.Records == 0 {
+		return r, nil
+	}
+	r.path = filepath.Join(s.dir, t.File)
+	if err := s.verify(r.path, t.Records); err != nil {
+		return nil, err
+	}
+	if err := r.Rewind(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// stageReader reads the records of one verified sealed file, in order.
+type stageReader struct {
+	t      stageToken
+	path   string
+	f      *os.File
+	r      *bufio.Reader
+	i      int64 // index of the next record
+	fields [][]byte
+	buf    []byte
+	ends   []int
+}
+
+// Rewind goes back to the first record.
+func (r *stageReader) Rewind() error {
+	r.i = 0
+	if r.t.Records == 0 {
+		return nil
+	}
+	if r.f == nil {
+		f, err := os.Open(r.path)
+		if err != nil {
+			return fmt.Errorf("open staged epoch: %w", err)
+		}
+		r.f = f
+		r.r = bufio.NewReaderSize(f, 256<<10)
+	}
+	if _, err := r.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("read staged epoch %s: %w", r.t.File, err)
+	}
+	r.r.Reset(r.f)
+	if _, err := r.r.Discard(len(stageMagic)); err != nil {
+		return fmt.Errorf("read staged epoch %s: %w", r.t.File, err)
+	}
 	return nil
+}
+
+// Index returns the index of the record Next returned last.
+func (r *stageReader) Index() int64 { return r.i - 1 }
+
+// Next returns the fields of the next record, valid until the next call,
+// or io.EOF after the last one.
+func (r *stageReader) Next() ([][]byte, error) {
+	if r.i >= r.t.Records {
+		return nil, io.EOF
+	}
+	nf, err := binary.ReadUvarint(r.r)
+	if err != nil {
+		return nil, fmt.Errorf("read staged epoch %s record %d: %w", r.t.File, r.i, err)
+	}
+	r.fields, r.buf, r.ends = r.fields[:0], r.buf[:0], r.ends[:0]
+	for range nf {
+		l, err := binary.ReadUvarint(r.r)
+		if err != nil {
+			return nil, fmt.Errorf("read staged epoch %s record %d: %w", r.t.File, r.i, err)
+		}
+		start := len(r.buf)
+		r.buf = slices.Grow(r.buf, int(l))[:start+int(l)]
+		if _, err := io.ReadFull(r.r, r.buf[start:]); err != nil {
+			return nil, fmt.Errorf("read staged epoch %s record %d: %w", r.t.File, r.i, err)
+		}
+		r.ends = append(r.ends, len(r.buf))
+	}
+	start := 0
+	for _, e := range r.ends {
+		r.fields = append(r.fields, r.buf[start:e:e])
+		start = e
+	}
+	r.i++
+	return r.fields, nil
+}
+
+// Close releases the file.
+func (r *stageReader) Close() error {
+	if r.f == nil {
+		return nil
+	}
+	err := r.f.Close()
+	r.f = nil
+	return err
 }
 
 // verify checks a sealed file's structure, record count and checksum.
