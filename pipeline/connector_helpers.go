@@ -93,14 +93,22 @@ func ReadSecretFile(path string) (string, error) {
 	return strings.TrimSuffix(s, "\r"), nil
 }
 
-var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)`)
 
 // RedactURL returns s with any password replaced by "xxxxx", for errors and
 // logs: the userinfo password of a URL (amqp://user:xxxxx@host/), and
 // `password=...` in a key=value connection string (PostgreSQL DSNs) or a
 // URL query. Text that is not a URL is redacted as well as can be; it is
-// never returned with a password-looking part intact.
+// never returned with a password-looking part intact. A comma-separated
+// list of URLs (NATS servers) is redacted URL by URL.
 func RedactURL(s string) string {
+	if strings.Count(s, "://") > 1 && strings.Contains(s, ",") {
+		parts := strings.Split(s, ",")
+		for i, p := range parts {
+			parts[i] = RedactURL(p)
+		}
+		return strings.Join(parts, ",")
+	}
 	s = dsnPassword.ReplaceAllString(s, "${1}xxxxx")
 	if u, err := url.Parse(s); err == nil && u.Scheme != "" && u.Host != "" {
 		return u.Redacted()

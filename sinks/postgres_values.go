@@ -293,7 +293,7 @@ func pgDecodeValues(src []byte, dst []any) ([]any, error) {
 			if tag == tagString {
 				dst = append(dst, string(b))
 			} else {
-				dst = append(dst, append([]byte(nil), b...))
+				dst = append(dst, append([]byte{}, b...)) // empty, not nil: nil would be NULL
 			}
 			src = src[k+int(l):]
 		case tagTime:

@@ -126,21 +126,24 @@ func TestNATSSourceUnackedIsRedelivered(t *testing.T) {
 	cfg := NewNATSConfig()
 	cfg.URL, cfg.Stream, cfg.Durable, cfg.AckWait = url, stream, "weir_redeliver", time.Second
 	src, _ := newNATSTestSource(t, cfg, 10)
-	recs, acks := testservices.Read(t, src, 20, 5*time.Second)
-	if len(recs) != 20 || len(acks) != 2 {
-		t.Fatalf("got %d records in %d batches, want 20 in 2", len(recs), len(acks))
+	first, ack := testservices.ReadBatch(t, src, 5*time.Second)
+	k := len(first.Records)
+	rest, _ := testservices.Read(t, src, 20-k, 5*time.Second)
+	recs := append(first.Records, rest...)
+	if len(recs) != 20 {
+		t.Fatalf("got %d records, want 20", len(recs))
 	}
-	testservices.Ack(t, acks[:1])
+	testservices.Ack(t, []pipeline.AckFunc{ack})
 	testservices.Close(t, src)
 
 	src2, _ := newNATSTestSource(t, cfg, 100)
 	defer testservices.Close(t, src2)
-	again := readAcking(t, src2, 10, 5*time.Second) // after ack_wait (1s)
-	if len(again) != 10 {
-		t.Fatalf("redelivered %d, want the 10 unacked", len(again))
+	again := readAcking(t, src2, 20-k, 5*time.Second) // after ack_wait (1s)
+	if len(again) != 20-k {
+		t.Fatalf("redelivered %d, want the %d unacked", len(again), 20-k)
 	}
 	for i, r := range again {
-		if want := recs[10+i].Origin.ID; r.Origin.ID != want {
+		if want := recs[k+i].Origin.ID; r.Origin.ID != want {
 			t.Fatalf("redelivery %d: id %q, want %q", i, r.Origin.ID, want)
 		}
 	}

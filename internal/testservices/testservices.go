@@ -366,3 +366,22 @@ func Close(t testing.TB, c interface{ Close(context.Context) error }) {
 		t.Errorf("Close: %v", err)
 	}
 }
+
+// ReadBatch calls src.Read until it returns a non-empty batch (or timeout
+// passes, failing t) and returns that one batch and its AckFunc.
+func ReadBatch(t testing.TB, src pipeline.Source, timeout time.Duration) (*pipeline.Batch, pipeline.AckFunc) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		b := &pipeline.Batch{}
+		ack, err := src.Read(context.Background(), b)
+		if err != nil {
+			t.Fatalf("Read: %v", err)
+		}
+		if len(b.Records) > 0 {
+			return b, ack
+		}
+	}
+	t.Fatalf("no records within %v", timeout)
+	return nil, nil
+}
