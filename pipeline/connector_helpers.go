@@ -81,6 +81,17 @@ func (o *TLSOptions) Config() (*tls.Config, error) {
 	return c, nil
 }
 
+// IsCertificateError reports whether err is a TLS certificate
+// verification failure (unknown authority, wrong host name, expired):
+// retrying the connection cannot fix it, so connectors fail at once.
+func IsCertificateError(err error) bool {
+	var ve *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return errors.As(err, &ve) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci)
+}
+
 // ReadSecretFile reads a password or token from a file (a Kubernetes or
 // Docker secret), dropping one trailing newline. The error names the path,
 // never the content.

@@ -185,6 +185,9 @@ func amqpSinkDialConfig(c *AMQPConfig, component string) (amqp.Config, error) {
 }
 
 func amqpSinkPermanent(err error) bool {
+	if pipeline.IsCertificateError(err) {
+		return true
+	}
 	if errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost) || errors.Is(err, amqp.ErrSASL) {
 		return true
 	}

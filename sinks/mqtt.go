@@ -234,6 +234,12 @@ func (c *MQTTConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 			return true
 		},
 		OnConnectError: func(err error) {
+			if pipeline.IsCertificateError(err) {
+				select {
+				case up <- fmt.Errorf("mqtt: connect to %s: %w", s.safeURL, err):
+				default:
+				}
+			}
 			var ce *autopaho.ConnackError
 			if errors.As(err, &ce) && ce.ReasonCode >= 0x80 {
 				select {

@@ -288,3 +288,32 @@ func BenchmarkMQTTSink(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
 }
+
+// TestMQTTSinkTLS publishes over ssl:// through a TLS-terminating proxy in
+// front of the real broker.
+func TestMQTTSinkTLS(t *testing.T) {
+	mqttURL := testservices.MQTT(t)
+	prefix := "weir/test/" + testservices.Name("t")
+	sub := mqttTestSubscribe(t, mqttURL, prefix+"/#")
+	proxy, caFile := testservices.StartTLSProxy(t, mqttURL)
+	cfg := NewMQTTConfig()
+	cfg.URL, cfg.Topic = "ssl://"+proxy.Addr(), mustTemplate(t, prefix+"/{{ device }}")
+	cfg.TLS = &pipeline.TLSOptions{CAFile: caFile}
+	s, _ := newMQTTTestSink(t, cfg)
+	if err := s.Write(context.Background(), mqttTestRecords(0, 10, "a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	testservices.Eventually(t, 5*time.Second, "10 messages over TLS", func() bool { return len(sub.all()) == 10 })
+
+	cfg.TLS, cfg.ConnectTimeout = &pipeline.TLSOptions{}, 500*time.Millisecond // system roots: the proxy is not trusted
+	b, _ := testservices.Build(t, "test/sinks[0]/mqtt", 10, pipeline.AtLeastOnce)
+	if s2, err := cfg.NewSink(b); err == nil {
+		s2.Close(context.Background())
+		t.Fatal("connected to an untrusted server")
+	} else if !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("error %q does not mention the certificate", err)
+	}
+}

@@ -180,7 +180,7 @@ func natsSinkOptions(c *NATSConfig, name string, logger *slog.Logger, safeURL st
 }
 
 func natsSinkPermanent(err error) bool {
-	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+	return pipeline.IsCertificateError(err) || errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
 		errors.Is(err, nats.ErrAuthRevoked) || strings.Contains(strings.ToLower(err.Error()), "authorization violation") ||
 		strings.Contains(err.Error(), "no such file")
 }

@@ -378,6 +378,9 @@ func pgConnectReason(err error) error {
 // pgPermanent reports errors retrying does not fix: refused credentials,
 // a missing database or role.
 func pgPermanent(err error) bool {
+	if pipeline.IsCertificateError(err) {
+		return true
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch pe.Code {

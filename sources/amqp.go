@@ -258,6 +258,9 @@ func amqpDialConfig(rawURL, username, passwordFile string, tlsOpts *pipeline.TLS
 // credentials or vhost, a missing queue or exchange, a declaration that
 // conflicts with an existing one.
 func amqpPermanent(err error) bool {
+	if pipeline.IsCertificateError(err) {
+		return true
+	}
 	if errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost) || errors.Is(err, amqp.ErrSASL) {
 		return true
 	}

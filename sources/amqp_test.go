@@ -482,3 +482,42 @@ func BenchmarkAMQPSource(b *testing.B) {
 	}
 	b.ReportMetric(float64(got)/time.Since(start).Seconds(), "events/s")
 }
+
+// TestAMQPSourceTLS connects with amqps:// through a TLS-terminating proxy
+// in front of the real broker: the tls options must reach the handshake.
+func TestAMQPSourceTLS(t *testing.T) {
+	url := testservices.AMQP(t)
+	queue := amqpTestQueue(t, url)
+	proxy, caFile := testservices.StartTLSProxy(t, url)
+	tlsURL := strings.Replace(proxy.URL(url), "amqp://", "amqps://", 1)
+	for _, tc := range []struct {
+		name string
+		tls  *pipeline.TLSOptions
+		ok   bool
+	}{
+		{"trusted ca_file", &pipeline.TLSOptions{CAFile: caFile}, true},
+		{"insecure_skip_verify", &pipeline.TLSOptions{InsecureSkipVerify: true}, true},
+		{"untrusted", &pipeline.TLSOptions{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := NewAMQPConfig()
+			cfg.URL, cfg.Queue, cfg.TLS, cfg.ConnectTimeout = tlsURL, queue, tc.tls, 500*time.Millisecond
+			b, _ := testservices.Build(t, "test/sources[0]/amqp", 10, pipeline.ExactlyOnce)
+			src, err := cfg.NewSource(b)
+			if tc.ok != (err == nil) {
+				t.Fatalf("NewSource: %v", err)
+			}
+			if err != nil {
+				if !strings.Contains(err.Error(), "certificate") {
+					t.Fatalf("error %q does not mention the certificate", err)
+				}
+				return
+			}
+			amqpTestPublish(t, amqpTestChannel(t, url), "", queue, 0, 1)
+			if got := readAcking(t, src, 1, 5*time.Second); len(got) != 1 {
+				t.Fatalf("got %d records over TLS", len(got))
+			}
+			testservices.Close(t, src)
+		})
+	}
+}

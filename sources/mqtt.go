@@ -267,6 +267,10 @@ func (c *MQTTConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 					s.safeURL, clientID, mqttReason(ce.ReasonCode), ce.ReasonCode, mqttReasonString(ce.Reason)))
 				return
 			}
+			if pipeline.IsCertificateError(err) {
+				s.permanent(fmt.Errorf("mqtt: connect to %s: %w", s.safeURL, err))
+				return
+			}
 			s.logger.Warn("mqtt: connect failed; retrying", "url", s.safeURL, "err", err)
 			s.lastErr.Store(&err)
 		},

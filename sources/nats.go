@@ -221,7 +221,7 @@ func natsConnect(ctx context.Context, url, safeURL string, opts []nats.Option, l
 }
 
 func natsPermanent(err error) bool {
-	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+	return pipeline.IsCertificateError(err) || errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
 		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired) ||
 		strings.Contains(strings.ToLower(err.Error()), "authorization violation") ||
 		strings.Contains(err.Error(), "no such file")
