@@ -17,6 +17,15 @@ import (
 	"github.com/weirhq/weir/pipeline"
 )
 
+// startWait is how long a connector's constructor waits for its first
+// connection: connect_timeout, or 10s when it is zero.
+func startWait(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 10 * time.Second
+	}
+	return d
+}
+
 func init() {
 	pipeline.RegisterSink("amqp",
 		"publish records as JSON to a RabbitMQ (AMQP 0-9-1) exchange, with publisher confirms",
@@ -27,8 +36,9 @@ func init() {
 // message (Record.AppendJSON) to an exchange, with a routing key rendered
 // per record.
 //
-//   - amqp: { url: "amqp://guest:guest@127.0.0.1:5672/", exchange: alerts,
-//     routing_key: "alert.{{ service }}", persistent: true }
+//	sinks:
+//	  - amqp: { url: "amqp://guest:guest@127.0.0.1:5672/", exchange: alerts,
+//	            routing_key: "alert.{{ service }}", persistent: true }
 //
 // Delivery: at least once. The channel is in publisher-confirm mode; Flush
 // (at every checkpoint) returns only when the broker has confirmed every
@@ -135,7 +145,7 @@ func (c *AMQPConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	if s.dial, err = amqpSinkDialConfig(c, b.Component); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), max(c.ConnectTimeout, time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), startWait(c.ConnectTimeout))
 	defer cancel()
 	bo := pipeline.Backoff{Max: c.MaxReconnectDelay}
 	for {

@@ -216,7 +216,7 @@ func (c *MQTTConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 			}
 			return bo.Next()
 		},
-		ConnectTimeout:  max(c.ConnectTimeout, time.Second),
+		ConnectTimeout:  startWait(c.ConnectTimeout),
 		ConnectUsername: user,
 		ConnectPassword: []byte(pass),
 		OnConnectionUp: func(*autopaho.ConnectionManager, *paho.Connack) {
@@ -261,7 +261,7 @@ func (c *MQTTConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 		cancel()
 		return nil, fmt.Errorf("mqtt: %w", err)
 	}
-	timer := time.NewTimer(max(c.ConnectTimeout, time.Second))
+	timer := time.NewTimer(startWait(c.ConnectTimeout))
 	defer timer.Stop()
 	select {
 	case err := <-up:

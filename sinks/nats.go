@@ -129,7 +129,7 @@ func natsSinkCheckSubject(s string) error {
 func natsSinkOptions(c *NATSConfig, name string, logger *slog.Logger, safeURL string) ([]nats.Option, error) {
 	opts := []nats.Option{
 		nats.Name(name),
-		nats.Timeout(max(c.ConnectTimeout, time.Second)),
+		nats.Timeout(startWait(c.ConnectTimeout)),
 		nats.MaxReconnects(-1),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
 			b := pipeline.Backoff{Max: c.MaxReconnectDelay}
@@ -213,7 +213,7 @@ func (c *NATSConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), max(c.ConnectTimeout, time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), startWait(c.ConnectTimeout))
 	defer cancel()
 	bo := pipeline.Backoff{Max: c.MaxReconnectDelay}
 	for {

@@ -45,11 +45,17 @@ func init() {
 // enums...); a value that does not fit sends the record to the dead-letter
 // output. Times are written in UTC.
 //
-// Bulk path: without upsert_on, rows are written with COPY; with it, with
-// multi-row INSERT ... ON CONFLICT (upsert_on) DO UPDATE, the rows of one
-// transaction de-duplicated by key first (the last record wins), which
-// measured faster than COPY into a temporary table followed by INSERT ...
-// SELECT (see BenchmarkPostgresBulkMethods).
+// Bulk path: rows are written with COPY when there is no upsert_on and
+// every column has a type the sink converts itself (text, numbers,
+// boolean, times, json/jsonb, bytea). Otherwise multi-row INSERT, in
+// chunks of up to 1024 rows: with upsert_on it is INSERT ... ON CONFLICT
+// (upsert_on) DO UPDATE, the rows of one transaction de-duplicated by key
+// first (the last record wins), which measured faster than COPY into a
+// temporary table followed by INSERT ... SELECT (see
+// BenchmarkPostgresBulkMethods); with columns of other types (uuid, inet,
+// interval, enums...) their text goes as parameters that PostgreSQL
+// parses with its full input syntax, where binary COPY would have pgx
+// parse it with less.
 //
 // Delivery:
 //
@@ -264,7 +270,7 @@ func (c *PostgresConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 			return nil, fmt.Errorf("postgres: %w", err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), max(c.ConnectTimeout, time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), startWait(c.ConnectTimeout))
 	defer cancel()
 	if _, err := s.connection(ctx); err != nil {
 		return nil, err

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-func TestEpochStageRoundTripAndDamage(t *testing.T) {
+func TestPostgresNATSEpochStageRoundTripAndDamage(t *testing.T) {
 	dir := t.TempDir()
 	st, err := newEpochStage(dir, "x")
 	if err != nil {
@@ -79,7 +79,7 @@ func TestEpochStageRoundTripAndDamage(t *testing.T) {
 	}
 }
 
-func TestPGValueCodecRoundTrip(t *testing.T) {
+func TestPostgresValueCodecRoundTrip(t *testing.T) {
 	row := []any{nil, true, false, int64(-1), int64(math.MaxInt64), 1.5, math.Inf(-1), "", "héllo\x00",
 		time.Date(2024, 5, 1, 12, 0, 0, 123456789, time.UTC), []byte{0, 1, 2}, []byte{}}
 	var b []byte
@@ -95,7 +95,7 @@ func TestPGValueCodecRoundTrip(t *testing.T) {
 	}
 }
 
-func TestPGConvert(t *testing.T) {
+func TestPostgresConvert(t *testing.T) {
 	ts := time.Date(2024, 5, 1, 10, 0, 0, 0, time.FixedZone("", 7200))
 	for _, tc := range []struct {
 		v    any
@@ -130,9 +130,9 @@ func TestPGConvert(t *testing.T) {
 	}
 }
 
-// FuzzPGDecodeValues: damaged staged rows are errors, never panics, and
+// FuzzPostgresDecodeValues: damaged staged rows are errors, never panics, and
 // what decodes re-encodes to the same bytes.
-func FuzzPGDecodeValues(f *testing.F) {
+func FuzzPostgresDecodeValues(f *testing.F) {
 	var seed []byte
 	for _, v := range []any{nil, true, int64(-7), 2.5, "s", time.Unix(1, 2).UTC(), []byte("b")} {
 		seed = pgAppendValue(seed, v)

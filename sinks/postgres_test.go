@@ -568,3 +568,67 @@ func TestPostgresSinkColumnTypes(t *testing.T) {
 		})
 	}
 }
+
+type yamlTestNullSource struct{}
+
+func (*yamlTestNullSource) NewSource(pipeline.Build) (pipeline.Source, error) { return nil, nil }
+
+// TestAMQPMQTTNATSPostgresSinksYAML loads the DESIGN.md examples of the amqp, mqtt, nats
+// and postgres sinks through the registry, and checks which ones
+// exactly_once accepts.
+func TestAMQPMQTTNATSPostgresSinksYAML(t *testing.T) {
+	reg := pipeline.Default.Clone()
+	reg.Register(pipeline.Entry{Kind: pipeline.KindSource, Name: "yaml_test_src", NewConfig: func() any { return &yamlTestNullSource{} }})
+	cfg, err := reg.Load("p.yaml", []byte(`pipelines:
+  - name: p
+    guarantee: at_least_once
+    sources: [ { yaml_test_src: {} } ]
+    sinks:
+      - amqp:     { url: "amqp://guest:guest@127.0.0.1:5672/", exchange: alerts, routing_key: "alert.{{ service }}" }
+      - mqtt:     { url: "tcp://127.0.0.1:1883", topic: "devices/{{ device }}/avg", qos: 1 }
+      - nats:     { url: "nats://127.0.0.1:4222", subject: alerts }
+      - postgres: { dsn: "postgres://127.0.0.1:5432/test", table: errors_per_minute,
+                    upsert_on: [window_start, service], columns: { window_start: window_start, service: 'lower(service)' } }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk := cfg.Pipelines[0].Sinks
+	a, m, n, p := sk[0].Config.(*AMQPConfig), sk[1].Config.(*MQTTConfig), sk[2].Config.(*NATSConfig), sk[3].Config.(*PostgresConfig)
+	if a.RoutingKey.Source != "alert.{{ service }}" || !a.Persistent || a.Mandatory {
+		t.Errorf("amqp: %+v", a)
+	}
+	if m.Topic.Source != "devices/{{ device }}/avg" || m.Retain || m.QoS != 1 {
+		t.Errorf("mqtt: %+v", m)
+	}
+	if n.Subject.Source != "alerts" || n.MaxInFlight != 4096 {
+		t.Errorf("nats: %+v", n)
+	}
+	if p.Table != "errors_per_minute" || len(p.UpsertOn) != 2 || p.Columns.Names[1] != "service" || p.CommitsTable != "weir_commits" {
+		t.Errorf("postgres: %+v", p)
+	}
+	// exactly_once refuses the sinks that cannot commit idempotently.
+	for name, ok := range map[string]bool{
+		`amqp: { url: "amqp://h/", exchange: x }`:        false,
+		`mqtt: { url: "tcp://h:1883", topic: t }`:        false,
+		`nats: { url: "nats://h", subject: s }`:          true,
+		`postgres: { dsn: "postgres://h/db", table: t }`: true,
+	} {
+		_, err := reg.Load("p.yaml", []byte("pipelines:\n  - name: p\n    sources: [ { yaml_test_src: {} } ]\n    sinks:\n      - "+name+"\n"))
+		if ok != (err == nil) {
+			t.Errorf("exactly_once with %s: %v", name, err)
+		}
+	}
+	for _, bad := range []struct{ sink, want string }{
+		{`mqtt: { url: "tcp://h:1883", topic: "a/+/b" }`, "wildcard"},
+		{`nats: { url: "nats://h", subject: "a.{{ x " }`, "unclosed {{"},
+		{`postgres: { dsn: "postgres://u:s3cret@h:x/db", table: t }`, "dsn postgres://xxxxx@"},
+		{`postgres: { dsn: "postgres://h/db", table: t, columns: { a: ~ } }`, "columns.a needs an expression"},
+		{`postgres: { dsn: "postgres://h/db", table: t, columns: { a: x }, upsert_on: [b] }`, "not one of columns"},
+	} {
+		_, err := reg.Load("p.yaml", []byte("pipelines:\n  - name: p\n    guarantee: at_least_once\n    sources: [ { yaml_test_src: {} } ]\n    sinks:\n      - "+bad.sink+"\n"))
+		if err == nil || !strings.Contains(err.Error(), "p.yaml:") || !strings.Contains(err.Error(), bad.want) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%s: %v", bad.sink, err)
+		}
+	}
+}

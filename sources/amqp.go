@@ -17,6 +17,15 @@ import (
 	"github.com/weirhq/weir/pipeline"
 )
 
+// startWait is how long a connector's constructor waits for its first
+// connection: connect_timeout, or 10s when it is zero.
+func startWait(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 10 * time.Second
+	}
+	return d
+}
+
 func init() {
 	pipeline.RegisterSource("amqp",
 		"consume a RabbitMQ (AMQP 0-9-1) queue, or an exchange through a durable queue of weir's own",
@@ -27,11 +36,12 @@ func init() {
 // many competing consumers, or (`bind:`) receive everything an exchange
 // routes to a durable queue that weir declares and binds for itself.
 //
-//   - amqp: { url: "amqp://guest:guest@127.0.0.1:5672/", queue: tasks }
-//   - amqp:
-//     url: "amqps://weir@rabbit.internal/prod"
-//     password_file: /run/secrets/rabbit
-//     bind: { exchange: logs, type: topic, routing_key: "app.*.error" }
+//	sources:
+//	  - amqp: { url: "amqp://guest:guest@127.0.0.1:5672/", queue: tasks }
+//	  - amqp:
+//	      url: "amqps://weir@rabbit.internal/prod"
+//	      password_file: /run/secrets/rabbit
+//	      bind: { exchange: logs, type: topic, routing_key: "app.*.error" }
 //
 // Delivery: messages are consumed with manual acknowledgements and a
 // prefetch window; the AckFunc returned with a batch acks exactly that
@@ -196,7 +206,7 @@ func (c *AMQPConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 		return nil, err
 	}
 	s.consumerTag = "weir:" + b.Component
-	ctx, cancel := context.WithTimeout(context.Background(), max(c.ConnectTimeout, time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), startWait(c.ConnectTimeout))
 	defer cancel()
 	sess, err := s.connectRetry(ctx)
 	if err != nil {

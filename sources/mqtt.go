@@ -238,7 +238,7 @@ func (c *MQTTConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 			}
 			return bo.Next()
 		},
-		ConnectTimeout:  max(c.ConnectTimeout, time.Second),
+		ConnectTimeout:  startWait(c.ConnectTimeout),
 		ConnectUsername: user,
 		ConnectPassword: []byte(pass),
 		ConnectPacketBuilder: func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
@@ -292,7 +292,7 @@ func (c *MQTTConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 		return nil, fmt.Errorf("mqtt: %w", err)
 	}
 	s.cm = cm
-	timer := time.NewTimer(max(c.ConnectTimeout, time.Second))
+	timer := time.NewTimer(startWait(c.ConnectTimeout))
 	defer timer.Stop()
 	select {
 	case err := <-s.up:
@@ -430,7 +430,7 @@ func (s *mqttSource) subscribe(cm *autopaho.ConnectionManager, sessionPresent bo
 	for _, f := range s.cfg.Topics {
 		sub.Subscriptions = append(sub.Subscriptions, paho.SubscribeOptions{Topic: f, QoS: byte(s.cfg.QoS), RetainHandling: 1})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), max(s.cfg.ConnectTimeout, time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), startWait(s.cfg.ConnectTimeout))
 	defer cancel()
 	sa, err := cm.Subscribe(ctx, sub)
 	if err != nil {

@@ -301,3 +301,46 @@ func BenchmarkNATSSource(b *testing.B) {
 	}
 	b.ReportMetric(float64(got)/time.Since(start).Seconds(), "events/s")
 }
+
+// TestAMQPMQTTNATSSourcesYAML loads the DESIGN.md examples of the amqp, mqtt and
+// nats sources through the registry: the documented keys decode, the
+// defaults apply, and bad values are positioned errors.
+func TestAMQPMQTTNATSSourcesYAML(t *testing.T) {
+	reg := pipeline.Default.Clone()
+	reg.Register(pipeline.Entry{Kind: pipeline.KindSink, Name: "yaml_test_null", ExactlyOnce: true, NewConfig: func() any { return &amqpTestNullSink{} }})
+	cfg, err := reg.Load("p.yaml", []byte(`pipelines:
+  - name: p
+    sources:
+      - amqp:   { url: "amqp://guest:guest@127.0.0.1:5672/", queue: tasks }
+      - mqtt:   { url: "tcp://127.0.0.1:1883", topics: ["sensors/+/temp"], qos: 1, client_id: weir-iot }
+      - nats:   { url: "nats://127.0.0.1:4222", stream: LOGS, subject: "logs.>", durable: weir, ack_wait: 5s }
+    sinks: [ { yaml_test_null: {} } ]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcs := cfg.Pipelines[0].Sources
+	a, m, n := srcs[0].Config.(*AMQPConfig), srcs[1].Config.(*MQTTConfig), srcs[2].Config.(*NATSConfig)
+	if a.Queue != "tasks" || a.Linger != 5*time.Millisecond {
+		t.Errorf("amqp: %+v", a)
+	}
+	if m.Topics[0] != "sensors/+/temp" || m.QoS != 1 || m.ClientID != "weir-iot" || m.SessionExpiry != 24*time.Hour {
+		t.Errorf("mqtt: %+v", m)
+	}
+	if n.Stream != "LOGS" || n.Subject != "logs.>" || n.Durable != "weir" || n.AckWait != 5*time.Second || n.CreateStream {
+		t.Errorf("nats: %+v", n)
+	}
+	for _, bad := range []struct{ src, want string }{
+		{`mqtt: { url: "tcp://h:1883", topics: ["a/#/b"] }`, "'#' must be the whole last level"},
+		{`mqtt: { url: "tcp://h:1883", topics: [x], qos: 5 }`, "qos 5"},
+		{`nats: { url: "nats://h", stream: LOGS, create_stream: true }`, "create_stream needs a subject"},
+		{`nats: { url: "nats://h", stream: LOGS, subject: "a.>.b" }`, "wildcards must be whole tokens"},
+		{`amqp: { url: "amqp://u:s3cret@h/", queue: q, prefetch: 70000 }`, "prefetch 70000"},
+		{`amqp: { url: "amqp://u:s3cret@h/", queue: q, no_such_option: 1 }`, "no_such_option"},
+	} {
+		_, err := reg.Load("p.yaml", []byte("pipelines:\n  - name: p\n    sources:\n      - "+bad.src+"\n    sinks: [ { yaml_test_null: {} } ]\n"))
+		if err == nil || !strings.Contains(err.Error(), "p.yaml:4:") || !strings.Contains(err.Error(), bad.want) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%s: %v", bad.src, err)
+		}
+	}
+}
