@@ -44,7 +44,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/weirhq/weir/pipeline"
-	"github.com/weirhq/weir/wal"
 )
 
 // MeterName is the instrumentation scope of weir's metrics.
@@ -296,7 +295,7 @@ func forEachCounter(s *Stats, f func(metric, component string, attrs attribute.S
 		n := c.Records.Load()
 		f(metricRecordsIn, c.ID, a, n)
 		f(metricRecordsOut, c.ID, a, n)
-		if c.walDir != "" {
+		if c.walSize != nil {
 			f(metricDuplicates, c.ID, a, c.Duplicates.Load())
 		}
 	}
@@ -381,8 +380,8 @@ func (m *Metrics) register(meter metric.Meter) error {
 				if c.lag != nil {
 					o.ObserveInt64(lag, c.lag(), a)
 				}
-				if c.walDir != "" {
-					o.ObserveInt64(walSize, dirSize(c.walDir), a)
+				if c.walSize != nil {
+					o.ObserveInt64(walSize, c.walSize(), a)
 				}
 			}
 			for _, q := range s.queues {
@@ -411,18 +410,6 @@ func (m *Metrics) register(meter metric.Meter) error {
 	return err
 }
 
-// dirSize returns the bytes of a WAL's segments (0 when unreadable).
-func dirSize(dir string) int64 {
-	segs, err := wal.Stat(dir)
-	if err != nil {
-		return 0
-	}
-	var n int64
-	for _, s := range segs {
-		n += s.Size
-	}
-	return n
-}
 
 // Producer returns the metric.Producer (go.opentelemetry.io/otel/sdk/metric)
 // that supplies weir's histograms, weir.batch.duration and

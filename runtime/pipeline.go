@@ -269,7 +269,7 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 			b.wals = append(b.wals, l)
 			b.closers = append(b.closers, func(context.Context) error { return l.Close() })
 			st.wal, st.seen = l, newIDSet(1<<17)
-			cs.walDir = filepath.Join(bd.Dir, "wal") // observability hook: WAL size
+			cs.walSize = l.Size // observability hook: WAL size (O(1), no directory scan)
 			st.walFrom = l.FirstIndex()
 			if pos != nil {
 				var wp walPosition

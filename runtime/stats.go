@@ -19,7 +19,7 @@ type ComponentStats struct {
 	Latency DurationHistogram // operator chain: Process time per batch; sinks: Write time per batch
 	late    func() int64      // operators with Late() int64 (windows)
 	lag     func() int64      // sources implementing pipeline.Lagger
-	walDir  string            // sources fed through the ingest WAL
+	walSize func() int64      // sources fed through the ingest WAL: its size in bytes
 }
 
 func (c *ComponentStats) addOut(n int)  { c.Records.Add(int64(n)) }
