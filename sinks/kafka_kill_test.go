@@ -52,9 +52,15 @@ type weirProc struct {
 	conf string
 	log  *lockedBuffer // stdout and stderr of every run, for failures
 
-	mu   sync.Mutex // guards cmd, done
+	mu  sync.Mutex // guards run
+	run *weirRun   // the current run
+}
+
+// weirRun is one run of a weirProc: err is set before done is closed.
+type weirRun struct {
 	cmd  *exec.Cmd
-	done chan error
+	done chan struct{}
+	err  error
 }
 
 func (p *weirProc) start() {
@@ -64,47 +70,47 @@ func (p *weirProc) start() {
 	if err := cmd.Start(); err != nil {
 		p.t.Fatalf("start weir: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	r := &weirRun{cmd: cmd, done: make(chan struct{})}
+	go func() { r.err = cmd.Wait(); close(r.done) }()
 	p.mu.Lock()
-	p.cmd, p.done = cmd, done
+	p.run = r
 	p.mu.Unlock()
+}
+
+func (p *weirProc) current() *weirRun {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.run
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
 func (p *weirProc) kill() {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	cmd.Process.Signal(syscall.SIGKILL)
-	<-done
+	r := p.current()
+	r.cmd.Process.Signal(syscall.SIGKILL) // an error means it is gone already
+	<-r.done
 }
 
 // stop sends SIGTERM (graceful: final checkpoint) and returns the exit
 // error.
 func (p *weirProc) stop() error {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	cmd.Process.Signal(syscall.SIGTERM)
+	r := p.current()
+	r.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-done:
-		return err
+	case <-r.done:
+		return r.err
 	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
+		r.cmd.Process.Kill()
+		<-r.done
 		return errors.New("did not stop within 30s of SIGTERM")
 	}
 }
 
 // exited reports whether the process ended on its own (a failure).
 func (p *weirProc) exited() (error, bool) {
-	p.mu.Lock()
-	done := p.done
-	p.mu.Unlock()
+	r := p.current()
 	select {
-	case err := <-done:
-		done <- err
-		return err, true
+	case <-r.done:
+		return r.err, true
 	default:
 		return nil, false
 	}
@@ -144,6 +150,9 @@ func killTest(t *testing.T, bin string, procs, kills int) {
 	)
 	stopFeed := make(chan struct{})
 	fed := make(chan struct{})
+	var stopOnce sync.Once
+	endFeed := func() { stopOnce.Do(func() { close(stopFeed) }); <-fed }
+	defer endFeed()
 	go func() {
 		defer close(fed)
 		for {
@@ -165,6 +174,7 @@ func killTest(t *testing.T, bin string, procs, kills int) {
 
 	for _, p := range ps {
 		p.start()
+		defer p.kill()
 	}
 	for k := range kills {
 		time.Sleep(time.Duration(300+rand.IntN(700)) * time.Millisecond)
@@ -177,8 +187,7 @@ func killTest(t *testing.T, bin string, procs, kills int) {
 		time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
 		p.start()
 	}
-	close(stopFeed)
-	<-fed
+	endFeed()
 	mu.Lock()
 	total, n := want, events
 	mu.Unlock()

@@ -195,9 +195,9 @@ func TestKafkaPipelineRebalance(t *testing.T) {
 }
 
 // kafkaInputFrom is kafkaInput for events from..from+n-1 whose passing
-// events are numbered from o0.
+// events are numbered from o0. It may run on a goroutine other than the
+// test's: a failure is reported with t.Error and counts nothing.
 func kafkaInputFrom(t testing.TB, c *kafkatest.Cluster, topic string, from, o0, n int) (passed int) {
-	t.Helper()
 	var recs []*kgo.Record
 	for i := from; i < from+n; i++ {
 		level, o := "info", -1
@@ -208,7 +208,10 @@ func kafkaInputFrom(t testing.TB, c *kafkatest.Cluster, topic string, from, o0, 
 		recs = append(recs, &kgo.Record{Key: fmt.Appendf(nil, "%d", i),
 			Value: fmt.Appendf(nil, `{"i":%d,"o":%d,"level":%q,"service":"svc%d"}`, i, o, level, i%5)})
 	}
-	c.Produce(t, topic, recs...)
+	if err := c.TryProduce(topic, recs...); err != nil {
+		t.Error(err)
+		return 0
+	}
 	return passed
 }
 

@@ -74,16 +74,29 @@ func (s *KafkaSink) stageRecords(b *pipeline.Batch) error {
 		return errors.New("kafka: Write before Recover")
 	}
 	for _, r := range b.Records {
-		kr, err := s.kafkaRecord(r)
+		topic, err := s.write.topicOf(r)
+		if err != nil {
+			return err
+		}
+		key, err := s.write.keyOf(r)
+		if err != nil {
+			return err
+		}
+		hs, err := s.write.headersOf(r)
 		if err != nil {
 			return err
 		}
 		if s.stage == nil {
-			if err := s.openStage(kr.Topic); err != nil {
+			if err := s.openStage(topic); err != nil {
 				return err
 			}
 		}
-		s.entry = appendKafkaEntry(s.entry[:0], kr)
+		s.body = appendKafkaEntryHead(s.body[:0], topic, r.Time, key)
+		valueStart := len(s.body)
+		s.body = r.AppendJSON(s.body)
+		s.body = appendKafkaEntryTail(s.body, valueStart, hs)
+		s.entry = binary.AppendUvarint(s.entry[:0], uint64(len(s.body)))
+		s.entry = append(s.entry, s.body...)
 		if _, err := s.stage.w.Write(s.entry); err != nil {
 			return fmt.Errorf("kafka: write staging file: %w", err)
 		}
@@ -105,30 +118,46 @@ func (s *KafkaSink) openStage(markerTopic string) error {
 	return nil
 }
 
+// appendKafkaEntryHead appends an entry's body up to the value, whose
+// bytes the caller appends next; appendKafkaEntryTail then inserts the
+// value's length (the value starts at valueStart) and appends the headers.
+func appendKafkaEntryHead(dst []byte, topic string, ts time.Time, key []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(topic)))
+	dst = append(dst, topic...)
+	var ms int64
+	if !ts.IsZero() {
+		ms = ts.UnixMilli()
+	}
+	dst = binary.AppendVarint(dst, ms)
+	if key == nil {
+		return binary.AppendUvarint(dst, 0)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(key))+1)
+	return append(dst, key...)
+}
+
+func appendKafkaEntryTail(dst []byte, valueStart int, hs []kgo.RecordHeader) []byte {
+	var n [binary.MaxVarintLen64]byte
+	k := binary.PutUvarint(n[:], uint64(len(dst)-valueStart))
+	dst = append(dst, n[:k]...)
+	copy(dst[valueStart+k:], dst[valueStart:len(dst)-k])
+	copy(dst[valueStart:], n[:k])
+	dst = binary.AppendUvarint(dst, uint64(len(hs)))
+	for _, h := range hs {
+		dst = binary.AppendUvarint(dst, uint64(len(h.Key)))
+		dst = append(dst, h.Key...)
+		dst = binary.AppendUvarint(dst, uint64(len(h.Value)))
+		dst = append(dst, h.Value...)
+	}
+	return dst
+}
+
+// appendKafkaEntry appends r as one whole entry (length prefix included).
 func appendKafkaEntry(dst []byte, r *kgo.Record) []byte {
-	var body []byte
-	body = binary.AppendUvarint(body, uint64(len(r.Topic)))
-	body = append(body, r.Topic...)
-	var ts int64
-	if !r.Timestamp.IsZero() {
-		ts = r.Timestamp.UnixMilli()
-	}
-	body = binary.AppendVarint(body, ts)
-	if r.Key == nil {
-		body = binary.AppendUvarint(body, 0)
-	} else {
-		body = binary.AppendUvarint(body, uint64(len(r.Key))+1)
-		body = append(body, r.Key...)
-	}
-	body = binary.AppendUvarint(body, uint64(len(r.Value)))
+	body := appendKafkaEntryHead(nil, r.Topic, r.Timestamp, r.Key)
+	start := len(body)
 	body = append(body, r.Value...)
-	body = binary.AppendUvarint(body, uint64(len(r.Headers)))
-	for _, h := range r.Headers {
-		body = binary.AppendUvarint(body, uint64(len(h.Key)))
-		body = append(body, h.Key...)
-		body = binary.AppendUvarint(body, uint64(len(h.Value)))
-		body = append(body, h.Value...)
-	}
+	body = appendKafkaEntryTail(body, start, r.Headers)
 	dst = binary.AppendUvarint(dst, uint64(len(body)))
 	return append(dst, body...)
 }

@@ -146,6 +146,14 @@ func (c *Cluster) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 // for every acknowledgement.
 func (c *Cluster) Produce(t testing.TB, topic string, recs ...*kgo.Record) {
 	t.Helper()
+	if err := c.TryProduce(topic, recs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TryProduce is Produce returning the error, for goroutines other than
+// the test's.
+func (c *Cluster) TryProduce(topic string, recs ...*kgo.Record) error {
 	for _, r := range recs {
 		if r.Topic == "" {
 			r.Topic = topic
@@ -154,8 +162,9 @@ func (c *Cluster) Produce(t testing.TB, topic string, recs ...*kgo.Record) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := c.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatalf("kafkatest: produce to %s: %v", topic, err)
+		return fmt.Errorf("kafkatest: produce to %s: %w", topic, err)
 	}
+	return nil
 }
 
 // ProduceValues writes one record per value, keyed by the value so that
