@@ -1,6 +1,7 @@
 package operators
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -54,6 +55,10 @@ import (
 // distinctExactLimit is the number of distinct values count_distinct keeps
 // exactly before switching to HyperLogLog.
 const distinctExactLimit = 1000
+
+// distinctPrecision is the precision of count_distinct's HyperLogLog
+// (hyperloglog.New14).
+const distinctPrecision = 14
 
 // quantileAccuracy is the relative accuracy of quantile().
 const quantileAccuracy = 0.01
@@ -798,8 +803,16 @@ func (d *distinctAcc) appendState(w *stateWriter) {
 
 func (d *distinctAcc) readState(r *stateReader) {
 	if r.bool() {
+		b := r.bytes()
+		if r.err != nil {
+			return
+		}
+		if len(b) < 2 || b[1] != distinctPrecision { // byte 1 of the encoding is the precision
+			r.fail("count_distinct sketch: wrong precision")
+			return
+		}
 		d.hll = hyperloglog.New14()
-		if err := d.hll.UnmarshalBinary(r.bytes()); err != nil {
+		if err := d.hll.UnmarshalBinary(b); err != nil {
 			r.fail("count_distinct sketch: " + err.Error())
 		}
 		return
@@ -900,12 +913,37 @@ func (a *quantileAcc) readState(r *stateReader) {
 	if a.dense {
 		provider = store.DenseStoreConstructor
 	}
-	sk, err := ddsketch.DecodeDDSketch(b, provider, quantileMapping)
+	sk, err := decodeSketch(b, provider)
 	if err != nil {
 		r.fail("quantile sketch: " + err.Error())
 		return
 	}
 	a.sk = sk
+}
+
+// decodeSketch decodes a sketch from a snapshot. Dense and paginated
+// stores allocate for the whole range of bin indexes they are given, so the
+// bins are first read into a sparse store and checked: indexes in the
+// mapping's range, counts finite and not negative. Corrupt state is an
+// error, never a huge allocation.
+func decodeSketch(b []byte, provider store.Provider) (*ddsketch.DDSketch, error) {
+	sparse, err := ddsketch.DecodeDDSketch(b, store.SparseStoreConstructor, quantileMapping)
+	if err != nil {
+		return nil, err
+	}
+	lo := quantileMapping.Index(quantileMapping.MinIndexableValue())
+	hi := quantileMapping.Index(quantileMapping.MaxIndexableValue())
+	bad := false
+	for _, st := range []store.Store{sparse.GetPositiveValueStore(), sparse.GetNegativeValueStore()} {
+		st.ForEach(func(index int, count float64) bool {
+			bad = index < lo || index > hi || count < 0 || math.IsNaN(count) || math.IsInf(count, 0)
+			return bad
+		})
+	}
+	if z := sparse.GetZeroCount(); bad || z < 0 || math.IsNaN(z) || math.IsInf(z, 0) {
+		return nil, errors.New("bins out of range")
+	}
+	return ddsketch.DecodeDDSketch(b, provider, quantileMapping)
 }
 
 // argAcc is arg_max(x, y) or arg_min(x, y).

@@ -158,7 +158,13 @@ type Dedupe struct {
 
 	duplicates atomic.Int64
 	evicted    atomic.Int64
+	keys       atomic.Int64 // len(seen) after the last call
+	watermark  atomic.Int64 // the watermark after the last call
 }
+
+// Watermark returns the operator's event-time watermark (zero before the
+// first record), for lag metrics.
+func (d *Dedupe) Watermark() time.Time { return watermarkTime(d.watermark.Load()) }
 
 // Duplicates returns how many records were dropped as duplicates.
 func (d *Dedupe) Duplicates() int64 { return d.duplicates.Load() }
@@ -168,7 +174,7 @@ func (d *Dedupe) Duplicates() int64 { return d.duplicates.Load() }
 func (d *Dedupe) Evicted() int64 { return d.evicted.Load() }
 
 // Keys returns how many keys are remembered.
-func (d *Dedupe) Keys() int { return len(d.seen) }
+func (d *Dedupe) Keys() int { return int(d.keys.Load()) }
 
 type dedupeEntry struct {
 	t   int64
@@ -212,6 +218,8 @@ func (d *Dedupe) Process(_ context.Context, b *pipeline.Batch) error {
 	clear(b.Records[len(out):])
 	b.Records = out
 	d.duplicates.Add(dups)
+	d.keys.Store(int64(len(d.seen)))
+	d.watermark.Store(d.marks.wm)
 	return nil
 }
 
@@ -263,6 +271,8 @@ func (d *Dedupe) evict() {
 func (d *Dedupe) Tick(_ context.Context, now time.Time, _ *pipeline.Batch) error {
 	if d.marks.tick(now) {
 		d.expire(d.marks.wm)
+		d.keys.Store(int64(len(d.seen)))
+		d.watermark.Store(d.marks.wm)
 	}
 	return nil
 }
@@ -334,5 +344,7 @@ func (d *Dedupe) Restore(state []byte) error {
 	d.marks, d.seen, d.expiry = marks, seen, expiry
 	d.duplicates.Store(dups)
 	d.evicted.Store(evicted)
+	d.keys.Store(int64(len(seen)))
+	d.watermark.Store(marks.wm)
 	return nil
 }

@@ -178,3 +178,20 @@ func TestDedupeConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDedupeRestore: no state, however corrupt, makes Restore panic.
+func FuzzDedupeRestore(f *testing.F) {
+	const opts = "key: id, horizon: 30s, event_time: ts, max_keys: 40"
+	op := newOperator(f, dedupeYAML(opts), nil)
+	feed(f, op, dedupeStream(1, 300), 50, &runResult{})
+	state, err := op.(pipeline.Snapshotter).Snapshot()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(state[:len(state)-4])
+	target := newOperator(f, dedupeYAML(opts), nil).(pipeline.Snapshotter)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		w := &stateWriter{b: bytes.Clone(body)}
+		_ = target.Restore(w.finish())
+	})
+}

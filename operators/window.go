@@ -481,9 +481,14 @@ type Window struct {
 	eventTime eventTimeSource
 	groups    []valueSource
 	marks     *watermarks
+	// shards hold the window state, split by group-key hash. Each is used
+	// by one goroutine at a time: during runShards shard i (i > 0) runs on
+	// a goroutine of its own and reads only its own entries and the batch's
+	// arena, gvals and advances, which nothing writes until all are done.
 	shards    []*shard
 	seed      maphash.Seed
 	late      atomic.Int64 // records dead-lettered as too late
+	watermark atomic.Int64 // the watermark after the last call, for Watermark
 
 	// Per-batch scratch, reused.
 	entries  [][]entry // per shard
@@ -514,6 +519,17 @@ type advance struct {
 // to (dead-lettered with reason "late") since the operator started,
 // including before the last Restore.
 func (w *Window) Late() int64 { return w.late.Load() }
+
+// Watermark returns the operator's event-time watermark (zero before the
+// first record), for lag metrics.
+func (w *Window) Watermark() time.Time { return watermarkTime(w.watermark.Load()) }
+
+func watermarkTime(wm int64) time.Time {
+	if wm == noWatermark || wm == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, wm).UTC()
+}
 
 // Process implements pipeline.Operator: b's records are consumed, and
 // replaced by the window results that fire while they are processed.
@@ -633,6 +649,7 @@ func (w *Window) collect(b *pipeline.Batch, replace bool) {
 	clear(dead)
 	w.dead = w.dead[:0]
 	clear(w.merged)
+	w.watermark.Store(w.marks.wm)
 }
 
 // merge merges the shards' outputs, each already in emission order, into
@@ -688,8 +705,13 @@ const windowMagic = "WWIN"
 // window (extent, group values, flags, record count and aggregate states,
 // sketches included), the watermarks, the early-firing grid and the late
 // counter, in a versioned binary format with a checksum (see
-// window_state.go). The same state always gives the same bytes, and a
-// snapshot restores with any parallelism.
+// window_state.go). The body is: the configuration fingerprint (string);
+// the watermark, then per input its source, largest event time and idle
+// flag; the next early-firing point; the late count; the number of
+// windows, then per window (in firing order) start, end, fired, dirty,
+// record count, group values, and each stateful aggregate's state (sketches
+// in their libraries' own encodings). The same state always gives the
+// same bytes, and a snapshot restores with any parallelism.
 func (w *Window) Snapshot() ([]byte, error) {
 	s := newStateWriter(windowMagic)
 	s.str(w.plan.fingerprint)
@@ -778,5 +800,6 @@ func (w *Window) Restore(state []byte) error {
 	}
 	w.marks, w.shards = marks, shards
 	w.late.Store(late)
+	w.watermark.Store(marks.wm)
 	return nil
 }

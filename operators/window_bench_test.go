@@ -230,15 +230,20 @@ func heapInUse() uint64 {
 }
 
 // BenchmarkWindowMemory measures the heap held per open window (one group
-// in one window), reported as bytes/window: 100,000 groups with 5 records
-// each in one open window, for a count-only window and for the p2
-// aggregates (count, sum, avg, quantile).
+// in one window), reported as bytes/window: groups with a few records each
+// in one open window, for a count-only window and for the p2 aggregates
+// (count, sum, avg, quantile), and for the p2 aggregates with 300 values
+// per window (past the quantile sketch's switch to dense stores).
 func BenchmarkWindowMemory(b *testing.B) {
-	const keys = 100_000
-	for _, tc := range []struct{ name, yaml string }{
-		{"count", windowYAML("tumbling: 1h", "event_time: ts", "group_by: [key]", "aggregate: {n: count()}")},
-		{"p2_aggregates", windowYAML("tumbling: 1h", "event_time: ts", "group_by: [key]",
-			"aggregate: {n: count(), e: 'sum(n >= 3 ? 1 : 0)', a: avg(lat), p: 'quantile(lat, 0.99)'}")},
+	const p2 = "aggregate: {n: count(), e: 'sum(n >= 3 ? 1 : 0)', a: avg(lat), p: 'quantile(lat, 0.99)'}"
+	for _, tc := range []struct {
+		name         string
+		keys, perKey int
+		yaml         string
+	}{
+		{"count", 100_000, 5, windowYAML("tumbling: 1h", "event_time: ts", "group_by: [key]", "aggregate: {n: count()}")},
+		{"p2_aggregates", 100_000, 5, windowYAML("tumbling: 1h", "event_time: ts", "group_by: [key]", p2)},
+		{"p2_aggregates_300_values", 1_000, 300, windowYAML("tumbling: 1h", "event_time: ts", "group_by: [key]", p2)},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			for range b.N {
@@ -246,14 +251,14 @@ func BenchmarkWindowMemory(b *testing.B) {
 				records := pipeline.NewRecords(1024)
 				rng := rand.New(rand.NewPCG(1, 2))
 				before := heapInUse()
-				for i := 0; i < keys*5; i += len(records) {
+				for i := 0; i < tc.keys*tc.perKey; i += len(records) {
 					for k, r := range records {
 						n := i + k
 						line := append([]byte(`{"ts":"`), at(time.Duration(n)*time.Millisecond)...)
 						line = append(line, `","key":"k`...)
-						line = strconv.AppendInt(line, int64(1000000+n%keys), 10)
+						line = strconv.AppendInt(line, int64(1000000+n%tc.keys), 10)
 						line = append(line, `","n":`...)
-						line = strconv.AppendInt(line, int64(n/keys), 10)
+						line = strconv.AppendInt(line, int64(n/tc.keys), 10)
 						line = append(line, `,"lat":`...)
 						line = strconv.AppendFloat(line, rng.ExpFloat64()*45, 'f', 3, 64)
 						line = append(line, '}')
@@ -267,7 +272,7 @@ func BenchmarkWindowMemory(b *testing.B) {
 				}
 				clear(records)
 				after := heapInUse()
-				b.ReportMetric(float64(after-before)/keys, "bytes/window")
+				b.ReportMetric(float64(after-before)/float64(tc.keys), "bytes/window")
 				runtime.KeepAlive(op)
 			}
 		})
