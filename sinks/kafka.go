@@ -102,7 +102,8 @@ type KafkaConfig struct {
 	// (exactly_once); default "weir-sink.<pipeline>.<component>.<instance>".
 	SinkGroup string `yaml:"sink_group"`
 	// TransactionTimeout is the broker's limit on one transaction; default
-	// 60s.
+	// 60s. One checkpoint interval's output must be produced within it
+	// (and it must not exceed the brokers' transaction.max.timeout.ms).
 	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
 }
 

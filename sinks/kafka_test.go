@@ -343,3 +343,12 @@ func TestKafkaSinkConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// The Kafka examples load and validate (they need no broker to load).
+func TestKafkaExamplesLoad(t *testing.T) {
+	for _, f := range []string{"../examples/kafka-scaleout/pipelines.yaml", "../examples/kafka-repartition/pipelines.yaml"} {
+		if _, err := pipeline.Default.LoadFile(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}

@@ -131,7 +131,10 @@ type KafkaConfig struct {
 	IsolationLevel string `yaml:"isolation_level"`
 	// StaticMembership makes this process a static group member (KIP-345):
 	// a restart within session_timeout gets its partitions back without a
-	// rebalance. Default true.
+	// rebalance, and resumes them from its own checkpoint. Default true.
+	// The price: a process stopped for good keeps its partitions idle
+	// until session_timeout expires; set false where scaling in quickly
+	// matters more (each partition move then goes through a rebalance).
 	StaticMembership bool `yaml:"static_membership"`
 	// InstanceID is the static member id; default
 	// "weir-<pipeline>.<component>-<random>", created once per data_dir and
@@ -408,8 +411,12 @@ func (s *kafkaSource) Read(ctx context.Context, b *pipeline.Batch) (pipeline.Ack
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	if err := s.fetchErrors(fetches); err != nil {
+	resets, err := s.fetchErrors(fetches)
+	if err != nil {
 		return nil, err
+	}
+	if len(resets) > 0 {
+		s.applyResets(resets)
 	}
 	n := fetches.NumRecords()
 	if n == 0 {
@@ -476,10 +483,12 @@ func (s *kafkaSource) ack(moved []kafkaAck) {
 	}
 }
 
-// fetchErrors logs what franz-go retries by itself and returns what it
-// cannot fix (refused authorization).
-func (s *kafkaSource) fetchErrors(fs kgo.Fetches) error {
+// fetchErrors logs what franz-go retries by itself, returns the
+// partitions franz-go reset after losing its place, and returns as an
+// error what it cannot fix (refused authorization).
+func (s *kafkaSource) fetchErrors(fs kgo.Fetches) ([]*kgo.ErrDataLoss, error) {
 	var fatal error
+	var resets []*kgo.ErrDataLoss
 	fs.EachError(func(t string, p int32, err error) {
 		var loss *kgo.ErrDataLoss
 		switch {
@@ -491,12 +500,27 @@ func (s *kafkaSource) fetchErrors(fs kgo.Fetches) error {
 			errors.Is(err, kerr.SaslAuthenticationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed):
 			fatal = fmt.Errorf("kafka: %w", err)
 		case errors.As(err, &loss):
-			s.logger.Warn("kafka: records were deleted (retention) before weir read them", "topic", t, "partition", p, "err", err)
+			s.logger.Warn("kafka: records were lost before weir read them (retention, truncation or a re-created topic)",
+				"topic", t, "partition", p, "err", err)
+			resets = append(resets, loss)
 		default:
 			s.logger.Warn("kafka: fetch", "topic", t, "partition", p, "err", err)
 		}
 	})
-	return fatal
+	return resets, fatal
+}
+
+// applyResets follows franz-go when it moved a partition back (a log
+// truncated or a topic re-created): the records from there on are new, and
+// must not be dropped as left-overs of an earlier assignment.
+func (s *kafkaSource) applyResets(resets []*kgo.ErrDataLoss) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range resets {
+		if st := s.parts[kafkaTP{r.Topic, r.Partition}]; st != nil && !st.revoking && r.ResetTo >= 0 && r.ResetTo < st.next {
+			st.next = r.ResetTo
+		}
+	}
 }
 
 // kafkaPosition is the checkpointed form: topic → partition → next offset.
