@@ -410,7 +410,6 @@ func (m *Metrics) register(meter metric.Meter) error {
 	return err
 }
 
-
 // Producer returns the metric.Producer (go.opentelemetry.io/otel/sdk/metric)
 // that supplies weir's histograms, weir.batch.duration and
 // weir.checkpoint.duration, to a reader or the Prometheus exporter.

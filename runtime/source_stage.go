@@ -170,10 +170,16 @@ func (s *sourceStage) readLoop(ctx context.Context, reads chan<- readResult) {
 		switch {
 		case s.wal != nil:
 			s.dropRedeliveries(b)
+			// The append and the ack that follows it are not cancelled with
+			// the pipeline: an Append abandoned while its group fsync is under
+			// way may still land in the WAL, and a batch in the WAL that was
+			// never acknowledged would be both replayed and redelivered.
+			detached, cancelDetached := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			if len(b.Records) > 0 {
 				walBuf, walScratch = encodeWALBatch(walBuf[:0], b.Records, walScratch)
-				first, werr := s.wal.Append(ctx, walBuf)
+				first, werr := s.wal.Append(detached, walBuf)
 				if werr != nil {
+					cancelDetached()
 					s.deliver(ctx, reads, readResult{err: fmt.Errorf("ingest wal: %w", werr)})
 					return
 				}
@@ -182,11 +188,12 @@ func (s *sourceStage) readLoop(ctx context.Context, reads chan<- readResult) {
 			rr.pos, _ = json.Marshal(walPosition{WALIndex: s.walFrom})
 			// Durable in the WAL: safe to acknowledge upstream now.
 			if ack != nil {
-				if aerr := ack(ctx); aerr != nil && ctx.Err() == nil {
+				if aerr := ack(detached); aerr != nil {
 					// The broker will redeliver; the WAL drops the duplicate by id.
 					s.logger.Warn("ack failed; the message will be redelivered and dropped as a duplicate", "component", s.id, "err", aerr)
 				}
 			}
+			cancelDetached()
 		case s.positioned != nil:
 			p, perr := s.positioned.Position()
 			if perr != nil {
