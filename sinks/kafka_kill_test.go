@@ -21,17 +21,17 @@ import (
 // and kill -9s them at random moments while input keeps arriving; at the
 // end the output, read as read_committed, holds every passing event once.
 //
-//   - single: one process, killed 12 times, restarted each time.
+//   - single: one process, killed 10 times, restarted each time.
 //   - group: three processes in one consumer group, each with its own
-//     data_dir; one at a time is killed (8 kills) and restarted while the
+//     data_dir; one at a time is killed (6 kills) and restarted while the
 //     other two keep running.
 func TestKafkaKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kill tests build the weir binary; skipped with -short")
 	}
 	bin := buildWeir(t)
-	t.Run("single", func(t *testing.T) { killTest(t, bin, 1, 12) })
-	t.Run("group", func(t *testing.T) { killTest(t, bin, 3, 8) })
+	t.Run("single", func(t *testing.T) { killTest(t, bin, 1, 10) })
+	t.Run("group", func(t *testing.T) { killTest(t, bin, 3, 6) })
 }
 
 func buildWeir(t *testing.T) string {
@@ -177,7 +177,7 @@ func killTest(t *testing.T, bin string, procs, kills int) {
 		defer p.kill()
 	}
 	for k := range kills {
-		time.Sleep(time.Duration(300+rand.IntN(700)) * time.Millisecond)
+		time.Sleep(time.Duration(250+rand.IntN(550)) * time.Millisecond)
 		p := ps[rand.IntN(procs)]
 		if err, ok := p.exited(); ok {
 			t.Fatalf("a weir process exited on its own: %v", err)
