@@ -319,3 +319,53 @@ func TestMQTTSinkTLS(t *testing.T) {
 		t.Fatalf("error %q does not mention the certificate", err)
 	}
 }
+
+// BenchmarkMQTTRawPublish is the baseline for BenchmarkMQTTSink: plain
+// paho, 16 goroutines (one per topic, as the sink's workers) publishing
+// QoS 1 and waiting for each PUBACK, 1024 messages per round.
+func BenchmarkMQTTRawPublish(b *testing.B) {
+	mqttURL := testservices.MQTT(b)
+	prefix := "weir/bench/" + testservices.Name("t")
+	c := mqttTestSubscribeless(b, mqttURL)
+	payload := []byte(`{"device":"a","n":1}`)
+	b.ResetTimer()
+	start := time.Now()
+	n := 0
+	for n < b.N {
+		var wg sync.WaitGroup
+		for w := 0; w < 16; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := 0; i < 1024/16; i++ {
+					if _, err := c.Publish(context.Background(), &paho.Publish{Topic: prefix + "/" + string(rune('a'+w)), QoS: 1, Payload: payload}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}(w)
+		}
+		wg.Wait()
+		n += 1024
+	}
+	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
+}
+
+// mqttTestSubscribeless connects a plain paho client for publishing.
+func mqttTestSubscribeless(t testing.TB, rawURL string) *paho.Client {
+	t.Helper()
+	u, _ := url.Parse(rawURL)
+	conn, err := net.DialTimeout("tcp", u.Host, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := testservices.Name("weir_pub")
+	c := paho.NewClient(paho.ClientConfig{Conn: conn, ClientID: id})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: id, CleanStart: true, KeepAlive: 30}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
+	return c
+}

@@ -3,6 +3,7 @@ package sinks
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -371,4 +372,38 @@ func BenchmarkNATSSink(b *testing.B) {
 			b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
 		})
 	}
+}
+
+// BenchmarkNATSRawPublish is the baseline for BenchmarkNATSSink: plain
+// nats.go, 1024 async JetStream publishes with a Nats-Msg-Id each, then a
+// wait for every PubAck, with no weir code.
+func BenchmarkNATSRawPublish(b *testing.B) {
+	url := testservices.NATS(b)
+	js, stream := natsSinkTestStream(b, url)
+	payload := []byte(`{"service":"api","n":1}`)
+	b.ResetTimer()
+	start := time.Now()
+	n := 0
+	futs := make([]jetstream.PubAckFuture, 0, 1024)
+	for n < b.N {
+		futs = futs[:0]
+		for i := 0; i < 1024; i++ {
+			m := &nats.Msg{Subject: stream + ".alerts.api", Data: payload, Header: nats.Header{}}
+			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprint("raw/", n+i))
+			f, err := js.PublishMsgAsync(m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			futs = append(futs, f)
+		}
+		for _, f := range futs {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				b.Fatal(err)
+			}
+		}
+		n += 1024
+	}
+	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "events/s")
 }

@@ -50,24 +50,34 @@ func mqttTestPublish(t testing.TB, rawURL, topic, prefix string, from, n, worker
 }
 
 // mqttTestPublishErr is mqttTestPublish for use off the test goroutine.
+// Each of the workers clients runs perClient concurrent publishes (paho
+// pipelines them up to the broker's receive maximum).
 func mqttTestPublishErr(t testing.TB, rawURL, topic, prefix string, from, n, workers int) error {
+	perClient := 1
+	if workers > 1 {
+		perClient = 16
+	}
 	var wg sync.WaitGroup
-	errs := make(chan error, workers)
+	errs := make(chan error, workers*perClient)
+	lanes := workers * perClient
 	for w := 0; w < workers; w++ {
 		c := mqttTestClient(t, rawURL, testservices.Name("weir_pub"))
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := from + w; i < from+n; i += workers {
-				id := fmt.Sprintf("%s-%d", prefix, i)
-				_, err := c.Publish(context.Background(), &paho.Publish{Topic: topic, QoS: 1, Payload: []byte(id),
-					Properties: &paho.PublishProperties{User: paho.UserProperties{{Key: "id", Value: id}}}})
-				if err != nil {
-					errs <- err
-					return
+		for g := 0; g < perClient; g++ {
+			lane := w*perClient + g
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := from + lane; i < from+n; i += lanes {
+					id := fmt.Sprintf("%s-%d", prefix, i)
+					_, err := c.Publish(context.Background(), &paho.Publish{Topic: topic, QoS: 1, Payload: []byte(id),
+						Properties: &paho.PublishProperties{User: paho.UserProperties{{Key: "id", Value: id}}}})
+					if err != nil {
+						errs <- err
+						return
+					}
 				}
-			}
-		}(w)
+			}()
+		}
 	}
 	wg.Wait()
 	close(errs)
@@ -352,22 +362,31 @@ func BenchmarkMQTTSource(b *testing.B) {
 	start := time.Now()
 	pubErr := make(chan error, 1)
 	go func() { pubErr <- mqttTestPublishErr(b, mqttURL, topic, "m", 0, n, 8) }()
-	got := 0
+	got, batches := 0, 0
+	var inRead, inAck time.Duration
 	deadline := time.Now().Add(60 * time.Second)
 	for got < n && time.Now().Before(deadline) {
 		var bt pipeline.Batch
+		t0 := time.Now()
 		ack, err := src.Read(context.Background(), &bt)
 		if err != nil {
 			b.Fatal(err)
 		}
+		t1 := time.Now()
 		got += len(bt.Records)
 		if ack != nil {
+			batches++
 			if err := ack(context.Background()); err != nil {
 				b.Fatal(err)
 			}
 		}
+		inRead, inAck = inRead+t1.Sub(t0), inAck+time.Since(t1)
 	}
-	b.ReportMetric(float64(got)/time.Since(start).Seconds(), "events/s")
+	elapsed := time.Since(start)
+	b.ReportMetric(float64(got)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(got)/float64(max(batches, 1)), "records/batch")
+	b.ReportMetric(100*inAck.Seconds()/elapsed.Seconds(), "%ack")
+	b.ReportMetric(100*inRead.Seconds()/elapsed.Seconds(), "%read")
 	if err := <-pubErr; err != nil {
 		b.Fatal(err)
 	}
