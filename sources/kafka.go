@@ -294,6 +294,10 @@ func (c *KafkaConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 	}
 	if c.StaticMembership {
 		id := c.InstanceID
+		if id == "" && b.Dir == "" {
+			// Outside the runtime (no data_dir): an id for this run only.
+			id = "weir-" + kafkaconn.Slug(b.Component) + "-" + kafkaconn.RandomHex(6)
+		}
 		if id == "" {
 			dir, err := b.MkDir()
 			if err != nil {
