@@ -27,12 +27,13 @@ func init() {
 
 // KafkaConfig is the `kafka:` sink.
 //
-//   - kafka: { brokers: ["127.0.0.1:9092"], topic: errors, key: service }
-//   - kafka:
-//     brokers: ["kafka-1:9093"]
-//     topic: "alerts-{{ service }}"
-//     headers: { source: '"weir"', level: level }
-//     compression: zstd
+//	sinks:
+//	  - kafka: { brokers: ["127.0.0.1:9092"], topic: errors, key: service }
+//	  - kafka:
+//	      brokers: ["kafka-1:9093"]
+//	      topic: "alerts-{{ service }}"
+//	      headers: { source: '"weir"', level: level }
+//	      compression: zstd
 //
 // The record value is the record as JSON (its fields when parsed, else its
 // raw bytes); the Kafka timestamp is the record's Time (now when unset).

@@ -33,14 +33,15 @@ func init() {
 // group. N weir processes with the same group (each with its own data_dir)
 // share the topics' partitions; Kafka assigns them.
 //
-//   - kafka: { brokers: ["127.0.0.1:9092"], topics: [logs], group: weir-app, start_at: committed }
-//   - kafka:
-//     brokers: ["kafka-1:9093"]
-//     topics: ["logs\\..*"]
-//     topic_regex: true
-//     group: weir-app
-//     tls: { ca_file: /etc/weir/ca.pem }
-//     sasl: { mechanism: scram-sha-512, username: weir, password: "${KAFKA_PASSWORD}" }
+//	sources:
+//	  - kafka: { brokers: ["127.0.0.1:9092"], topics: [logs], group: weir-app, start_at: committed }
+//	  - kafka:
+//	      brokers: ["kafka-1:9093"]
+//	      topics: ["logs\\..*"]
+//	      topic_regex: true
+//	      group: weir-app
+//	      tls: { ca_file: /etc/weir/ca.pem }
+//	      sasl: { mechanism: scram-sha-512, username: weir, password: "${KAFKA_PASSWORD}" }
 //
 // Records carry the Kafka value, key and headers; Time is the Kafka
 // timestamp and Origin is {Name: "topic/partition", Offset: offset}.
