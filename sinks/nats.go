@@ -449,6 +449,10 @@ func (s *natsSink) Commit(ctx context.Context, token []byte) error {
 	if done == t.ID() {
 		return nil
 	}
+	// Whatever an interrupted earlier attempt left unsettled is published
+	// again below with the same ids.
+	clear(s.pending)
+	s.pending = s.pending[:0]
 	prefix := fmt.Sprintf("weir:%s:%d:%s:", s.component, t.Checkpoint, t.Nonce)
 	err = s.stage.Each(t, func(i int64, f [][]byte) error {
 		if len(f) != 2 {

@@ -54,16 +54,26 @@ const (
 )
 
 // AMQP returns the RabbitMQ URL (WEIR_TEST_AMQP_URL), or skips t.
-func AMQP(t testing.TB) string { return lookup(t, "rabbitmq", "WEIR_TEST_AMQP_URL", DefaultAMQPURL) }
+func AMQP(t testing.TB) string {
+	t.Helper()
+	return lookup(t, "rabbitmq", "WEIR_TEST_AMQP_URL", DefaultAMQPURL)
+}
 
 // MQTT returns the MQTT broker URL (WEIR_TEST_MQTT_URL), or skips t.
-func MQTT(t testing.TB) string { return lookup(t, "mosquitto", "WEIR_TEST_MQTT_URL", DefaultMQTTURL) }
+func MQTT(t testing.TB) string {
+	t.Helper()
+	return lookup(t, "mosquitto", "WEIR_TEST_MQTT_URL", DefaultMQTTURL)
+}
 
 // NATS returns the NATS server URL (WEIR_TEST_NATS_URL), or skips t.
-func NATS(t testing.TB) string { return lookup(t, "nats", "WEIR_TEST_NATS_URL", DefaultNATSURL) }
+func NATS(t testing.TB) string {
+	t.Helper()
+	return lookup(t, "nats", "WEIR_TEST_NATS_URL", DefaultNATSURL)
+}
 
 // Postgres returns the PostgreSQL DSN (WEIR_TEST_POSTGRES_DSN), or skips t.
 func Postgres(t testing.TB) string {
+	t.Helper()
 	return lookup(t, "postgresql", "WEIR_TEST_POSTGRES_DSN", DefaultPostgresDSN)
 }
 
