@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
@@ -192,6 +193,7 @@ type arrowEncoder struct {
 	written   func() int64 // bytes the writer has written out
 	batchRows int
 	rules     valueRules
+	lookup    fieldLookup
 	rows      int   // rows in the builders
 	bytes     int64 // estimated memory of the rows in the builders
 }
@@ -209,22 +211,25 @@ func newArrowEncoder(cfg *ArrowConfig, cs *ColumnarSchema, as *arrow.Schema, w i
 // builders cannot take back a half-appended row.
 func (e *arrowEncoder) write(recs []*pipeline.Record) (int, error) {
 	for i, r := range recs {
-		if err := e.cs.checkRecord(r, &e.rules, e.st.known); err != nil {
+		if err := e.cs.checkRecord(r, &e.lookup, &e.rules, e.st.known); err != nil {
 			return i, err
 		}
 		fs := r.Fields()
 		for c := range e.cs.Fields {
 			f := &e.cs.Fields[c]
-			sc := pipeline.Scalar{Kind: pipeline.ScalarOther}
-			if isScalarKind(f.Type.Kind) {
-				sc = fs.Scalar(f.Name)
-			}
 			var n int64
 			var err error
-			if sc.Kind != pipeline.ScalarOther {
-				n, err = e.appendScalar(e.rb.Field(c), f.Type, sc)
-			} else {
-				n, err = e.append(e.rb.Field(c), f.Type, fs.Get(f.Name))
+			switch j := e.lookup.index(fs, c, f.Name); {
+			case j < 0:
+				n, err = e.append(e.rb.Field(c), f.Type, nil)
+			case isScalarKind(f.Type.Kind):
+				if sc := fs.ScalarAt(j); sc.Kind != pipeline.ScalarOther {
+					n, err = e.appendScalar(e.rb.Field(c), f.Type, &sc)
+				} else {
+					n, err = e.append(e.rb.Field(c), f.Type, fs.Value(j))
+				}
+			default:
+				n, err = e.append(e.rb.Field(c), f.Type, fs.Value(j))
 			}
 			if err != nil {
 				return i, err
@@ -246,7 +251,7 @@ func (e *arrowEncoder) write(recs []*pipeline.Record) (int, error) {
 var errChecked = errors.New("a checked value failed to convert")
 
 // appendScalar appends a top-level scalar column's value.
-func (e *arrowEncoder) appendScalar(b array.Builder, t *ColumnarType, sc pipeline.Scalar) (int64, error) {
+func (e *arrowEncoder) appendScalar(b array.Builder, t *ColumnarType, sc *pipeline.Scalar) (int64, error) {
 	if sc.Kind == pipeline.ScalarNull {
 		b.AppendNull()
 		return 1, nil
@@ -403,8 +408,8 @@ func (e *arrowEncoder) close() error {
 // standard output, a record batch per batch_rows rows and at every Flush,
 // the end-of-stream marker at Close. It implements pipeline.Flusher and
 // pipeline.RecordChecker, not Committer: a stream cannot take back what
-// it wrote. Check may run on another goroutine than the other methods, but
-// not concurrently with itself.
+// it wrote. Check may run on another goroutine than the other methods, and
+// concurrently with itself on different records.
 type ArrowStream struct {
 	cfg      *ArrowConfig
 	schema   schemaHolder
@@ -413,6 +418,9 @@ type ArrowStream struct {
 	counting *countingWriter
 	enc      *arrowEncoder
 	closed   bool
+
+	checkMu     sync.Mutex // guards checkLookup
+	checkLookup fieldLookup
 }
 
 type countingWriter struct {
@@ -448,7 +456,9 @@ func newArrowStream(b pipeline.Build, c *ArrowConfig) *ArrowStream {
 // Check implements pipeline.RecordChecker; see ColumnarSink.Check.
 func (s *ArrowStream) Check(r *pipeline.Record) error {
 	st := s.schema.get(r)
-	if err := st.schema.checkRecord(r, &s.rules, st.known); err != nil {
+	s.checkMu.Lock()
+	defer s.checkMu.Unlock()
+	if err := st.schema.checkRecord(r, &s.checkLookup, &s.rules, st.known); err != nil {
 		return fmt.Errorf("arrow: %w", err)
 	}
 	return nil

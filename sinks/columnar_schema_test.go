@@ -2,8 +2,10 @@ package sinks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
+	"math/rand/v2"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -65,17 +67,48 @@ const checkSchema = `struct<
 	ts: timestamp(ms)!, us: timestamp(us), day: date, s: string, n: int64, f: float64, b: bool,
 	tags: list<string!>, http: struct<status: int64!, path: string>>`
 
-func TestColumnarCheck(t *testing.T) {
-	dir := t.TempDir()
-	cfg := NewParquetConfig()
-	cfg.Path = filepath.Join(dir, "out")
-	cfg.Schema = mustSchema(t, checkSchema)
-	cfg.MaxValueBytes = 16
-	sink, err := cfg.NewSink(testBuild(dir, pipeline.ExactlyOnce))
+// newFormatSink builds a parquet or arrow sink over opts.
+func newFormatSink(t *testing.T, format string, o ColumnarOptions, dir string, g pipeline.Guarantee) *ColumnarSink {
+	t.Helper()
+	var cfg pipeline.SinkConfig
+	if format == "parquet" {
+		c := NewParquetConfig()
+		c.ColumnarOptions = o
+		cfg = c
+	} else {
+		c := NewArrowConfig()
+		c.ColumnarOptions = o
+		cfg = c
+	}
+	sink, err := cfg.NewSink(testBuild(dir, g))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := sink.(*ColumnarSink)
+	return sink.(*ColumnarSink)
+}
+
+func readFormat(t testing.TB, format, path string) []map[string]any {
+	if format == "parquet" {
+		_, rows := readParquet(t, path)
+		return rows
+	}
+	_, rows := readArrowFile(t, path)
+	return rows
+}
+
+func TestColumnarCheck(t *testing.T) {
+	for _, format := range []string{"parquet", "arrow"} {
+		t.Run(format, func(t *testing.T) { testColumnarCheck(t, format) })
+	}
+}
+
+func testColumnarCheck(t *testing.T, format string) {
+	dir := t.TempDir()
+	o := defaultColumnarOptions()
+	o.Path = filepath.Join(dir, "out")
+	o.Schema = mustSchema(t, checkSchema)
+	o.MaxValueBytes = 16
+	s := newFormatSink(t, format, o, dir, pipeline.ExactlyOnce)
 	const ts = "2026-01-01T00:00:00Z"
 	ok := []*pipeline.Record{
 		rec("ts", ts),
@@ -136,8 +169,8 @@ func TestColumnarCheck(t *testing.T) {
 		if fe.Field != tc.field || !strings.Contains(fe.Reason, tc.why) {
 			t.Errorf("Check(%v) = %q, want field %s, reason containing %q", tc.r.Fields().Map(), err, tc.field, tc.why)
 		}
-		if !strings.HasPrefix(err.Error(), "parquet: field "+tc.field+": ") {
-			t.Errorf("error %q: want the form \"parquet: field %s: reason\"", err, tc.field)
+		if !strings.HasPrefix(err.Error(), format+": field "+tc.field+": ") {
+			t.Errorf("error %q: want the form \"%s: field %s: reason\"", err, format, tc.field)
 		}
 		// Write refuses what Check refuses, with the same reason, and
 		// writes nothing of it.
@@ -149,12 +182,92 @@ func TestColumnarCheck(t *testing.T) {
 	// The good records are all writable, after the refused ones.
 	mustWrite(t, s, ok...)
 	mustCommit(t, s, mustPreCommit(t, s, 1))
-	files := visibleFiles(t, cfg.Path)
+	files := visibleFiles(t, o.Path)
 	if len(files) != 1 {
 		t.Fatalf("files %v", files)
 	}
-	if _, rows := readParquet(t, filepath.Join(cfg.Path, files[0])); len(rows) != len(ok) {
+	if rows := readFormat(t, format, filepath.Join(o.Path, files[0])); len(rows) != len(ok) {
 		t.Errorf("read %d rows, want %d: a refused record was written", len(rows), len(ok))
+	}
+}
+
+// Check and Write agree on random values of every type in every column:
+// a record Check accepts is written, one it refuses is refused by Write
+// with the same reason, and the file holds exactly the accepted ones.
+func TestColumnarCheckAgreesWithWrite(t *testing.T) {
+	values := []any{
+		nil, "", "text", "2026-01-01", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00.123456Z", "2026-01-01T00:00:00.0000001Z",
+		"2026-01-01T10:00:00+02:00", "not a time", "\xff", strings.Repeat("x", 17),
+		int64(0), int64(-7), int64(1 << 53), int64(1<<53 + 1), int64(math.MaxInt64), 0.5, 2.0, -1e300, math.Inf(1), math.NaN(),
+		true, false, 7, uint64(math.MaxUint64), float32(1.5),
+		time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 1, 1, 0, 0, 0, 1000, time.UTC), time.UnixMilli(1767225600123),
+		[]any{}, []any{"a"}, []any{"a", nil}, []any{int64(1)}, map[string]any{}, map[string]any{"status": int64(1)},
+		map[string]any{"status": int64(1), "path": "/"}, map[string]any{"status": "1"},
+	}
+	fitting := map[ColumnarKind][]any{
+		KindTimestampMS: {"2026-01-01T00:00:00.123Z", time.UnixMilli(5)},
+		KindTimestampUS: {"2026-01-01T00:00:00.123456Z", nil},
+		KindDate:        {"2026-01-01", nil},
+		KindString:      {"s", nil},
+		KindInt64:       {int64(3), 4.0, nil},
+		KindFloat64:     {1.25, int64(2), nil},
+		KindBool:        {true, nil},
+		KindList:        {[]any{"x"}, []any{}, nil},
+		KindStruct:      {map[string]any{"status": int64(200)}, nil},
+	}
+	for _, format := range []string{"parquet", "arrow"} {
+		t.Run(format, func(t *testing.T) {
+			dir := t.TempDir()
+			o := defaultColumnarOptions()
+			o.Path = filepath.Join(dir, "out")
+			o.Schema = mustSchema(t, checkSchema)
+			o.MaxValueBytes = 16
+			s := newFormatSink(t, format, o, dir, pipeline.ExactlyOnce)
+			rng := rand.New(rand.NewPCG(7, 7))
+			accepted := 0
+			for i := range 3000 {
+				r := &pipeline.Record{}
+				fs := r.SetFields()
+				for _, f := range o.Schema.Fields {
+					switch k := rng.IntN(8); {
+					case k == 0: // absent
+					case k < 6: // usually a value the column takes
+						good := fitting[f.Type.Kind]
+						fs.Set(f.Name, good[rng.IntN(len(good))])
+					default:
+						fs.Set(f.Name, values[rng.IntN(len(values))])
+					}
+				}
+				if i%3 == 0 { // the same through the lazy JSON path, where it can be written as JSON
+					if b, err := json.Marshal(fs.Map()); err == nil {
+						r = jsonRec(t, string(b))
+					}
+				}
+				cerr := s.Check(r)
+				werr := s.Write(context.Background(), batch(r))
+				switch {
+				case cerr == nil && werr != nil:
+					t.Fatalf("record %v: Check accepts, Write refuses: %v", r.Fields().Map(), werr)
+				case cerr != nil && werr == nil:
+					t.Fatalf("record %v: Check refuses (%v), Write accepts", r.Fields().Map(), cerr)
+				case cerr != nil && !strings.Contains(werr.Error(), strings.TrimPrefix(cerr.Error(), format+": ")):
+					t.Fatalf("record %v: Check says %q, Write says %q", r.Fields().Map(), cerr, werr)
+				case cerr == nil:
+					accepted++
+				}
+			}
+			if accepted < 20 || accepted > 2900 {
+				t.Fatalf("%d of 3000 accepted: the value mix tests too little", accepted)
+			}
+			mustCommit(t, s, mustPreCommit(t, s, 1))
+			var rows int
+			for _, f := range visibleFiles(t, o.Path) {
+				rows += len(readFormat(t, format, filepath.Join(o.Path, f)))
+			}
+			if rows != accepted {
+				t.Errorf("files hold %d rows, %d were accepted", rows, accepted)
+			}
+		})
 	}
 }
 

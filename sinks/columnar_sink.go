@@ -184,9 +184,17 @@ func (h *schemaHolder) get(r *pipeline.Record) *schemaState {
 // Parts also roll at max_file_bytes, at max_file_age, and when
 // max_open_files forces the least recently written one out.
 //
+// Many partitions means many files: every roll of a part, including the
+// one that max_open_files forces, is a file of its own.
+//
+// Memory: rows buffered across open parts stay within max_buffer_bytes (past
+// it the largest buffer is written out); on top of that each open Parquet
+// part holds a page buffer per column (page_buffer_size) and its string
+// dictionaries (up to 1 MiB per column, then plain encoding).
+//
 // Check (pipeline.RecordChecker) may run on another goroutine than the
-// other methods, but not concurrently with itself; Write, PreCommit,
-// Commit, Recover, Flush and Close run on one goroutine.
+// other methods, and concurrently with itself on different records; Write,
+// PreCommit, Commit, Recover, Flush and Close run on one goroutine.
 type ColumnarSink struct {
 	format      columnarFormat
 	name        string // error prefix
@@ -207,11 +215,13 @@ type ColumnarSink struct {
 	declared bool // the schema came from the configuration
 	segments int  // path segments a rendered partition must have
 
-	// Check's own template and buffer: guarded by checkMu, as Check may run
-	// off the writer goroutine.
-	checkMu   sync.Mutex
-	checkTmpl *pipeline.Template
-	checkBuf  []byte
+	// Check's own state, guarded by checkMu: Check may run off the writer
+	// goroutine, and neither a Template nor a fieldLookup is safe for
+	// concurrent use.
+	checkMu     sync.Mutex
+	checkLookup fieldLookup
+	checkTmpl   *pipeline.Template
+	checkBuf    []byte
 
 	// The writer goroutine's state.
 	tmpl     *pipeline.Template
@@ -365,12 +375,12 @@ func (s *ColumnarSink) Schema() *ColumnarSchema {
 // inferred, the first record checked fixes it.
 func (s *ColumnarSink) Check(r *pipeline.Record) error {
 	st := s.schema.get(r)
-	if err := st.schema.checkRecord(r, &s.rules, st.known); err != nil {
+	s.checkMu.Lock()
+	defer s.checkMu.Unlock()
+	if err := st.schema.checkRecord(r, &s.checkLookup, &s.rules, st.known); err != nil {
 		return fmt.Errorf("%s: %w", s.name, err)
 	}
 	if s.checkTmpl != nil {
-		s.checkMu.Lock()
-		defer s.checkMu.Unlock()
 		var err error
 		s.checkBuf, err = s.checkTmpl.Render(s.checkBuf[:0], r)
 		if err == nil {

@@ -136,7 +136,7 @@ func scalarOf(v any) (sc pipeline.Scalar, ok bool) {
 }
 
 // describeScalar renders a scalar as describe renders the same value.
-func describeScalar(sc pipeline.Scalar) string {
+func describeScalar(sc *pipeline.Scalar) string {
 	switch sc.Kind {
 	case pipeline.ScalarString:
 		return describe(sc.Str)
@@ -164,7 +164,7 @@ func checkString(s string, rules *valueRules) (string, string) {
 	return s, ""
 }
 
-func stringOf(sc pipeline.Scalar, rules *valueRules) (string, string) {
+func stringOf(sc *pipeline.Scalar, rules *valueRules) (string, string) {
 	if sc.Kind != pipeline.ScalarString {
 		return "", "want string, got " + describeScalar(sc)
 	}
@@ -183,7 +183,7 @@ const (
 	twoTo63 = 9223372036854775808.0 // 2^63, the first float64 above math.MaxInt64
 )
 
-func int64Of(sc pipeline.Scalar) (int64, string) {
+func int64Of(sc *pipeline.Scalar) (int64, string) {
 	switch sc.Kind {
 	case pipeline.ScalarInt:
 		return sc.Int, ""
@@ -195,7 +195,7 @@ func int64Of(sc pipeline.Scalar) (int64, string) {
 
 func asInt64(v any) (int64, string) {
 	if sc, ok := scalarOf(v); ok {
-		return int64Of(sc)
+		return int64Of(&sc)
 	}
 	switch x := v.(type) {
 	case int:
@@ -240,7 +240,7 @@ func floatToInt64(f float64) (int64, string) {
 	return int64(f), ""
 }
 
-func float64Of(sc pipeline.Scalar) (float64, string) {
+func float64Of(sc *pipeline.Scalar) (float64, string) {
 	switch sc.Kind {
 	case pipeline.ScalarFloat:
 		return sc.Float, ""
@@ -252,7 +252,7 @@ func float64Of(sc pipeline.Scalar) (float64, string) {
 
 func asFloat64(v any) (float64, string) {
 	if sc, ok := scalarOf(v); ok {
-		return float64Of(sc)
+		return float64Of(&sc)
 	}
 	switch x := v.(type) {
 	case float32:
@@ -289,7 +289,7 @@ func intToFloat64(n int64) (float64, string) {
 	return f, ""
 }
 
-func boolOf(sc pipeline.Scalar) (bool, string) {
+func boolOf(sc *pipeline.Scalar) (bool, string) {
 	if sc.Kind != pipeline.ScalarBool {
 		return false, "want bool, got " + describeScalar(sc)
 	}
@@ -304,13 +304,15 @@ func asBool(v any) (bool, string) {
 	return b, ""
 }
 
-func timeFromString(s, want string) (time.Time, string) {
+// timeFromString parses an RFC 3339 time; want names the column type for
+// the error (a function, so that the common case builds no string).
+func timeFromString(s string, want func() string) (time.Time, string) {
 	if t, ok := parseRFC3339(s); ok {
 		return t, ""
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Sprintf("want %s, got %s: not an RFC 3339 time", want, describe(s))
+		return time.Time{}, fmt.Sprintf("want %s, got %s: not an RFC 3339 time", want(), describe(s))
 	}
 	return t, ""
 }
@@ -389,11 +391,11 @@ const (
 )
 
 // timestampOf returns the value in the column's unit since the Unix epoch.
-func timestampOf(sc pipeline.Scalar, k ColumnarKind) (int64, string) {
+func timestampOf(sc *pipeline.Scalar, k ColumnarKind) (int64, string) {
 	if sc.Kind != pipeline.ScalarString {
 		return 0, notATime(k.String(), describeScalar(sc))
 	}
-	t, reason := timeFromString(sc.Str, k.String())
+	t, reason := timeFromString(sc.Str, k.String)
 	if reason != "" {
 		return 0, reason
 	}
@@ -405,7 +407,7 @@ func asTimestamp(v any, k ColumnarKind) (int64, string) {
 	case time.Time:
 		return timestampFromTime(x, k)
 	case string:
-		return timestampOf(pipeline.Scalar{Kind: pipeline.ScalarString, Str: x}, k)
+		return timestampOf(&pipeline.Scalar{Kind: pipeline.ScalarString, Str: x}, k)
 	}
 	return 0, notATime(k.String(), describe(v))
 }
@@ -433,7 +435,7 @@ func timestampFromTime(t time.Time, k ColumnarKind) (int64, string) {
 }
 
 // dateOf returns days since 1970-01-01.
-func dateOf(sc pipeline.Scalar) (int32, string) {
+func dateOf(sc *pipeline.Scalar) (int32, string) {
 	if sc.Kind != pipeline.ScalarString {
 		return 0, notATime("date", describeScalar(sc))
 	}
@@ -445,7 +447,7 @@ func dateOf(sc pipeline.Scalar) (int32, string) {
 		}
 		return dateFromTime(d)
 	}
-	t, reason := timeFromString(s, "date (YYYY-MM-DD)")
+	t, reason := timeFromString(s, func() string { return "date (YYYY-MM-DD)" })
 	if reason != "" {
 		return 0, reason
 	}
@@ -457,7 +459,7 @@ func asDate(v any) (int32, string) {
 	case time.Time:
 		return dateFromTime(x)
 	case string:
-		return dateOf(pipeline.Scalar{Kind: pipeline.ScalarString, Str: x})
+		return dateOf(&pipeline.Scalar{Kind: pipeline.ScalarString, Str: x})
 	}
 	return 0, notATime("date", describe(v))
 }
@@ -475,7 +477,7 @@ func dateFromTime(t time.Time) (int32, string) {
 }
 
 // checkScalar checks a top-level scalar column's value.
-func checkScalar(t *ColumnarType, sc pipeline.Scalar, rules *valueRules) *ColumnarFieldError {
+func checkScalar(t *ColumnarType, sc *pipeline.Scalar, rules *valueRules) *ColumnarFieldError {
 	var reason string
 	switch t.Kind {
 	case KindString:
@@ -564,31 +566,59 @@ func (s structValue) unknown(t *ColumnarType) string {
 	return first
 }
 
+// fieldLookup finds a record's top-level fields by name. Records of one
+// stream usually carry their fields in the same order, so it remembers
+// where each column was last found and looks there first. It is not safe
+// for concurrent use.
+type fieldLookup struct {
+	hints []int
+}
+
+// index returns the position of column col (named name) in fs, or -1.
+func (l *fieldLookup) index(fs *pipeline.Fields, col int, name string) int {
+	if col >= len(l.hints) {
+		l.hints = append(l.hints, make([]int, col+1-len(l.hints))...)
+	}
+	if h := l.hints[col]; h < fs.Len() && fs.Name(h) == name {
+		return h
+	}
+	for i := 0; i < fs.Len(); i++ {
+		if fs.Name(i) == name {
+			l.hints[col] = i
+			return i
+		}
+	}
+	return -1
+}
+
 // checkRecord reports whether r fits s. It converts every value exactly as
 // the encoders do, so a record it accepts is always writable. It does not
 // change r: top-level scalars are read with Fields.Scalar, which does not
-// store decoded values.
-func (s *ColumnarSchema) checkRecord(r *pipeline.Record, rules *valueRules, known map[string]struct{}) *ColumnarFieldError {
+// store decoded values. lk must be the caller's own.
+func (s *ColumnarSchema) checkRecord(r *pipeline.Record, lk *fieldLookup, rules *valueRules, known map[string]struct{}) *ColumnarFieldError {
 	fs := r.Fields()
 	for i := range s.Fields {
 		f := &s.Fields[i]
-		if isScalarKind(f.Type.Kind) {
-			if sc := fs.Scalar(f.Name); sc.Kind != pipeline.ScalarOther {
-				var err *ColumnarFieldError
-				if sc.Kind == pipeline.ScalarNull {
-					if !f.Type.Nullable {
-						err = nullErr(f.Type)
-					}
-				} else {
-					err = checkScalar(f.Type, sc, rules)
-				}
-				if err != nil {
-					return err.under(f.Name)
-				}
-				continue
+		var err *ColumnarFieldError
+		switch j := lk.index(fs, i, f.Name); {
+		case j < 0:
+			if !f.Type.Nullable {
+				err = nullErr(f.Type)
 			}
+		case isScalarKind(f.Type.Kind):
+			if sc := fs.ScalarAt(j); sc.Kind == pipeline.ScalarNull {
+				if !f.Type.Nullable {
+					err = nullErr(f.Type)
+				}
+			} else if sc.Kind != pipeline.ScalarOther {
+				err = checkScalar(f.Type, &sc, rules)
+			} else {
+				err = checkValue(f.Type, fs.Value(j), rules)
+			}
+		default:
+			err = checkValue(f.Type, fs.Value(j), rules)
 		}
-		if err := checkValue(f.Type, fs.Get(f.Name), rules); err != nil {
+		if err != nil {
 			return err.under(f.Name)
 		}
 	}

@@ -286,18 +286,20 @@ func (g *pqGroup) Leaf() bool                  { return false }
 func (g *pqGroup) Fields() []parquet.Field     { return g.fields }
 func (g *pqGroup) Encoding() encoding.Encoding { return nil }
 func (g *pqGroup) Compression() compress.Codec { return nil }
-func (g *pqGroup) GoType() reflect.Type        { return reflect.TypeFor[map[string]any]() }
-func (f *pqField) Name() string                { return f.name }
+func (g *pqGroup) GoType() reflect.Type        { return reflect.TypeFor[map[string]any]() } // not used: rows are never reflected
+
+// pqField names a node within a pqGroup.
+type pqField struct {
+	parquet.Node
+	name string
+}
+
+func (f *pqField) Name() string { return f.name }
 func (f *pqField) Value(base reflect.Value) reflect.Value {
 	if base.Kind() == reflect.Map {
 		return base.MapIndex(reflect.ValueOf(f.name))
 	}
 	return reflect.Value{}
-}
-
-type pqField struct {
-	parquet.Node
-	name string
 }
 
 func (f *parquetFormat) newEncoder(w *partFile, s *ColumnarSchema) (columnarEncoder, error) {
@@ -316,6 +318,7 @@ func (f *parquetFormat) newEncoder(w *partFile, s *ColumnarSchema) (columnarEnco
 }
 
 type parquetEncoder struct {
+	lookup  fieldLookup
 	f       *parquetFormat
 	plan    *parquetPlan
 	cs      *ColumnarSchema
@@ -394,24 +397,29 @@ func (e *parquetEncoder) shredRecord(r *pipeline.Record) error {
 	}
 	for i := range e.plan.nodes {
 		n := &e.plan.nodes[i]
-		name := e.cs.Fields[i].Name
-		if isScalarKind(n.t.Kind) {
-			if sc := fs.Scalar(name); sc.Kind != pipeline.ScalarOther {
-				if err := e.shredScalar(n, sc); err != nil {
-					return err.under(name)
-				}
-				continue
+		f := &e.cs.Fields[i]
+		var err *ColumnarFieldError
+		switch j := e.lookup.index(fs, i, f.Name); {
+		case j < 0:
+			err = e.shred(n, nil, 0, 0)
+		case isScalarKind(f.Type.Kind):
+			if sc := fs.ScalarAt(j); sc.Kind != pipeline.ScalarOther {
+				err = e.shredScalar(n, &sc)
+			} else {
+				err = e.shred(n, fs.Value(j), 0, 0)
 			}
+		default:
+			err = e.shred(n, fs.Value(j), 0, 0)
 		}
-		if err := e.shred(n, fs.Get(name), 0, 0); err != nil {
-			return err.under(name)
+		if err != nil {
+			return err.under(f.Name)
 		}
 	}
 	return nil
 }
 
 // shredScalar appends a top-level scalar column's value.
-func (e *parquetEncoder) shredScalar(n *pqNode, sc pipeline.Scalar) *ColumnarFieldError {
+func (e *parquetEncoder) shredScalar(n *pqNode, sc *pipeline.Scalar) *ColumnarFieldError {
 	if sc.Kind == pipeline.ScalarNull {
 		if !n.t.Nullable {
 			return nullErr(n.t)

@@ -322,3 +322,34 @@ func BenchmarkArrowSink(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)*benchRows/b.Elapsed().Seconds(), "rows/s")
 }
+
+// BenchmarkColumnarCheck: Check alone, per record, on the benchmark schema.
+func BenchmarkColumnarCheck(b *testing.B) {
+	for _, decoded := range []bool{true, false} {
+		name := map[bool]string{true: "decoded", false: "json"}[decoded]
+		b.Run(name, func(b *testing.B) {
+			pool := benchPool(b, decoded, 20)[:4]
+			cfg := NewParquetConfig()
+			cfg.Path = filepath.Join(b.TempDir(), "lake")
+			ty, _ := ParseColumnarType(benchSchema)
+			cfg.Schema = &ColumnarSchema{Fields: ty.Fields}
+			sink, err := cfg.NewSink(testBuild(b.TempDir(), pipeline.AtLeastOnce))
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := sink.(*ColumnarSink)
+			i := 0
+			var cpu cpuClock
+			cpu.start()
+			for b.Loop() {
+				recs := pool[(i/benchBatch)%len(pool)]
+				if err := s.Check(recs[i%benchBatch]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			cpu.stop()
+			b.ReportMetric(float64(cpu.total.Nanoseconds())/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
