@@ -255,7 +255,7 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 			batchSize: spec.BatchSize, logger: logger, stats: cs, trigger: make(chan barrierRequest, 1)}
 		pos := state(func(c *Checkpoint) []ComponentState { return c.Sources }, c.ID)
 		if p, ok := src.(pipeline.Positioned); ok {
-			st.positioned = p
+			st.positioned, st.startPos = p, pos
 			if pos != nil {
 				if err := p.Seek(ctx, pos); err != nil {
 					return fmt.Errorf("%s: seek to checkpointed position: %w", bd.Component, err)
@@ -278,6 +278,7 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 				}
 				st.walFrom = wp.WALIndex
 			}
+			st.startPos, _ = json.Marshal(walPosition{WALIndex: st.walFrom})
 		}
 		b.sources = append(b.sources, st)
 	}

@@ -50,6 +50,12 @@ type sourceStage struct {
 
 	lastWM time.Time // reader goroutine: the last watermark passed on
 
+	// startPos is the position the source was restored to (the checkpointed
+	// one, or the WAL index replay starts at). A barrier that comes before
+	// the first Read returns carries it: never an empty position, which
+	// would make the next restart start over.
+	startPos []byte
+
 	out     chan<- message
 	align   *aligner
 	trigger chan barrierRequest
@@ -77,7 +83,7 @@ func (s *sourceStage) run(ctx context.Context) error {
 	}()
 	defer func() { cancelRead(); <-readerDone }()
 
-	var pos []byte
+	pos := s.startPos
 	var pending []AckFunc
 	in := reads
 	for {
