@@ -21,7 +21,7 @@ import (
 //	max_open_files: 100       # partitions open at once; the least recently used is rolled
 //	max_file_bytes: 256MiB    # roll a part when it reaches this size
 //	max_file_age: 0s          # roll a part this long after it was opened (wall clock); 0: never
-//	max_buffer_bytes: 128MiB  # memory for buffered rows across open parts
+//	max_buffer_bytes: 64MiB   # buffered rows across open parts (see MaxBufferBytes)
 //	max_value_bytes: 1MiB     # longest string value accepted
 //	unknown_fields: ignore    # ignore | reject: record fields that are not columns
 type ColumnarOptions struct {
@@ -38,7 +38,8 @@ type ColumnarOptions struct {
 	// the output directory (Hive style "key=value/..."). nil: no
 	// partitions.
 	PartitionBy *pipeline.Template
-	// Prefix is the stem of part file names; default "part".
+	// Prefix is the stem of part file names; default "part", or the stem
+	// of Path when Path names a file.
 	Prefix string
 	// MaxOpenFiles bounds the parts (one per partition) open at once;
 	// opening one more rolls the least recently written. Default 100.
@@ -50,8 +51,12 @@ type ColumnarOptions struct {
 	// checked on every write and flush). 0 turns it off; the default.
 	MaxFileAge time.Duration
 	// MaxBufferBytes bounds the rows held in memory across all open
-	// parts; past it the largest buffer is written out (a Parquet row
-	// group, an Arrow record batch). Default 128 MiB.
+	// parts, as the encoders count them (encoded pages, values not yet
+	// encoded, dictionary values); past it the largest buffer is written
+	// out (a Parquet row group, an Arrow record batch). The Go heap the
+	// sink holds is larger: about twice this with many dictionary-encoded
+	// strings, plus a page buffer per column per open Parquet part (see
+	// BenchmarkParquetSinkPartitions). Default 64 MiB.
 	MaxBufferBytes int64
 	// MaxValueBytes is the longest string value a record may carry; a
 	// longer one is a schema error. Default 1 MiB.
@@ -69,7 +74,7 @@ func defaultColumnarOptions() ColumnarOptions {
 	return ColumnarOptions{
 		MaxOpenFiles:   100,
 		MaxFileBytes:   256 << 20,
-		MaxBufferBytes: 128 << 20,
+		MaxBufferBytes: 64 << 20,
 		MaxValueBytes:  1 << 20,
 		UnknownFields:  "ignore",
 	}
@@ -380,7 +385,7 @@ func columnarJSONSchema(doc string, extra map[string]any) map[string]any {
 		"max_file_bytes": sizeSchema("roll a part at this size", "256MiB"),
 		"max_file_age": map[string]any{"anyOf": []any{map[string]any{"$ref": "#/$defs/duration"}, map[string]any{"const": "0"}, map[string]any{"const": 0}},
 			"description": "roll a part this long after it was opened (wall clock); 0: never"},
-		"max_buffer_bytes": sizeSchema("memory for buffered rows across open parts", "128MiB"),
+		"max_buffer_bytes": sizeSchema("buffered rows across open parts; past it the largest buffer is written out", "64MiB"),
 		"max_value_bytes":  sizeSchema("longest string value accepted; longer is a schema error", "1MiB"),
 		"unknown_fields": map[string]any{"enum": []string{"ignore", "reject"}, "default": "ignore",
 			"description": "record fields that are not columns: ignore them, or reject the record"},

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func TestColumnarConfigLoads(t *testing.T) {
           partition_by: "dt={{ date(ts) }}/hour={{ hour(ts) }}"
           compression: zstd
           row_group_size: 50_000
-          dictionary: false
+          dictionary: [level, tags]
           max_open_files: 20
           max_file_bytes: 64MiB
           max_file_age: 10m
@@ -64,7 +65,7 @@ func TestColumnarConfigLoads(t *testing.T) {
 	if pq.PartitionBy == nil || pq.PartitionBy.Source != "dt={{ date(ts) }}/hour={{ hour(ts) }}" {
 		t.Errorf("partition_by = %v", pq.PartitionBy)
 	}
-	if pq.Compression != "zstd" || pq.RowGroupSize != 50000 || pq.Dictionary || pq.MaxOpenFiles != 20 ||
+	if pq.Compression != "zstd" || pq.RowGroupSize != 50000 || !pq.Dictionary || !reflect.DeepEqual(pq.DictionaryColumns, []string{"level", "tags"}) || pq.MaxOpenFiles != 20 ||
 		pq.MaxFileBytes != 64<<20 || pq.MaxFileAge != 10*time.Minute || pq.MaxBufferBytes != 32<<20 ||
 		pq.MaxValueBytes != 64<<10 || pq.UnknownFields != "reject" || pq.Prefix != "events" || pq.Path != "out/lake" {
 		t.Errorf("parquet options: %+v", pq)
@@ -97,6 +98,8 @@ func TestColumnarConfigErrors(t *testing.T) {
 		{`parquet: { path: out, max_file_bytes: 12XB }`, `p.yaml:7:47: parquet: max_file_bytes: want a size such as`},
 		{`parquet: { path: out, max_file_age: soon }`, `p.yaml:7:45: parquet: max_file_age: want a duration`},
 		{`parquet: { path: out, dictionary: maybe }`, `p.yaml:7:43: parquet: dictionary: want true or false`},
+		{`parquet: { path: out, dictionary: [a, [b]] }`, `p.yaml:7:47: parquet: dictionary: want true, false or a list of column names`},
+		{`parquet: { path: out, schema: { a: string }, dictionary: [b] }`, `p.yaml:7:9: parquet: dictionary: "b" is not a column of the schema`},
 		{`parquet: { path: out, unknown_fields: drop }`, `p.yaml:7:47: parquet: unknown_fields: "drop" is not one of ignore, reject`},
 		{`parquet: { path: out, max_open_files: 0 }`, `p.yaml:7:47: parquet: max_open_files: want a whole number from 1 to 100000`},
 		{`parquet: { path: "-" }`, `p.yaml:7:9: parquet: path "-" (standard output) is only for the arrow sink`},

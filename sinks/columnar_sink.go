@@ -759,11 +759,11 @@ func (s *ColumnarSink) commit(ctx context.Context, tok *columnarToken) error {
 	return nil
 }
 
-// Recover implements pipeline.Committer. It runs before the first Write:
-// it commits token (the last complete checkpoint's; nil on a fresh start),
-// restores the schema when it was inferred, and deletes every other staged
-// file — parts written after that checkpoint, whose records the sources
-// will replay.
+// Recover implements pipeline.Committer. It runs before the first Check and
+// Write: it commits token (the last complete checkpoint's; nil on a fresh
+// start), restores the schema when it was inferred, and deletes every other
+// staged file — parts written after that checkpoint, whose records the
+// sources will replay.
 func (s *ColumnarSink) Recover(ctx context.Context, token []byte) error {
 	if !s.exactlyOnce {
 		return nil

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"unsafe"
 
 	"github.com/goccy/go-yaml/ast"
@@ -41,9 +42,15 @@ type ParquetConfig struct {
 	// ends when max_buffer_bytes forces buffered rows out, and at the end
 	// of every part.
 	RowGroupSize int64
-	// Dictionary turns dictionary encoding on for string columns (the
-	// writer falls back to plain encoding if a dictionary grows too big).
+	// Dictionary turns dictionary encoding on for string columns (a column
+	// chunk whose dictionary passes 1 MiB goes on in plain encoding; the
+	// check is made when a page is written).
 	Dictionary bool
+	// DictionaryColumns, when not empty, limits dictionary encoding to the
+	// strings of these top-level columns (`dictionary: [level, service]`):
+	// low-cardinality columns gain from it, high-cardinality ones (a log
+	// message) only cost time and memory.
+	DictionaryColumns []string
 	// PageBufferSize is the size of the in-memory page buffer of each
 	// column: a page is encoded when it fills. Every open part holds one
 	// per column, outside max_buffer_bytes.
@@ -90,7 +97,22 @@ func (c *ParquetConfig) UnmarshalYAML(n ast.Node) error {
 		case "row_group_size":
 			c.RowGroupSize, err = yamlInt(opt, 1, 1<<31)
 		case "dictionary":
+			if seq, ok := opt.value.(*ast.SequenceNode); ok {
+				c.Dictionary, c.DictionaryColumns = true, nil
+				for _, v := range seq.Values {
+					name, serr := yamlString(yamlOption{key: opt.key, value: unwrapNode(v)})
+					if serr != nil || name == "" {
+						return true, &pipeline.ConfigError{Pos: pipeline.NodePos(v), Msg: "parquet: dictionary: want true, false or a list of column names"}
+					}
+					c.DictionaryColumns = append(c.DictionaryColumns, name)
+				}
+				if len(c.DictionaryColumns) == 0 {
+					c.Dictionary = false // `dictionary: []`
+				}
+				break
+			}
 			c.Dictionary, err = yamlBool(opt)
+			c.DictionaryColumns = nil
 		case "page_buffer_size":
 			var v int64
 			v, err = yamlBytes(opt, 4<<10, 64<<20)
@@ -106,9 +128,10 @@ func (c *ParquetConfig) UnmarshalYAML(n ast.Node) error {
 // by hand, so they cannot be reflected).
 func (c *ParquetConfig) JSONSchema() map[string]any {
 	return columnarJSONSchema("Parquet files", map[string]any{
-		"compression":      map[string]any{"enum": []string{"snappy", "zstd", "gzip", "none"}, "default": "snappy"},
-		"row_group_size":   orEnv(map[string]any{"type": "integer", "minimum": 1, "default": 1 << 20, "description": "most rows in a row group"}),
-		"dictionary":       map[string]any{"type": "boolean", "default": true, "description": "dictionary-encode string columns"},
+		"compression":    map[string]any{"enum": []string{"snappy", "zstd", "gzip", "none"}, "default": "snappy"},
+		"row_group_size": orEnv(map[string]any{"type": "integer", "minimum": 1, "default": 1 << 20, "description": "most rows in a row group"}),
+		"dictionary": map[string]any{"default": true, "description": "dictionary-encode string columns: true, false, or the columns to encode",
+			"anyOf": []any{map[string]any{"type": "boolean"}, map[string]any{"type": "array", "items": map[string]any{"type": "string"}}}},
 		"page_buffer_size": sizeSchema("uncompressed page buffer of each column of each open part", "64KiB"),
 	})
 }
@@ -121,6 +144,13 @@ func (c *ParquetConfig) Validate() error {
 	}
 	if c.RowGroupSize < 1 {
 		errs = append(errs, fmt.Errorf("row_group_size: want at least 1, got %d", c.RowGroupSize))
+	}
+	if c.Schema != nil {
+		for _, name := range c.DictionaryColumns {
+			if !slices.ContainsFunc(c.Schema.Fields, func(f ColumnarField) bool { return f.Name == name }) {
+				errs = append(errs, fmt.Errorf("dictionary: %q is not a column of the schema", name))
+			}
+		}
 	}
 	if c.PageBufferSize < 4<<10 || c.PageBufferSize > 64<<20 {
 		errs = append(errs, fmt.Errorf("page_buffer_size: want 4KiB to 64MiB, got %d", c.PageBufferSize))
@@ -180,7 +210,8 @@ func (f *parquetFormat) planFor(s *ColumnarSchema) (*parquetPlan, error) {
 	p := &parquetPlan{}
 	root := &pqGroup{}
 	for _, fl := range s.Fields {
-		node, pn, err := f.node(fl.Type, &p.nleaves, 0)
+		dict := f.cfg.Dictionary && (len(f.cfg.DictionaryColumns) == 0 || slices.Contains(f.cfg.DictionaryColumns, fl.Name))
+		node, pn, err := f.node(fl.Type, &p.nleaves, 0, dict)
 		if err != nil {
 			return nil, fmt.Errorf("column %q: %w", fl.Name, err)
 		}
@@ -210,14 +241,15 @@ func (f *parquetFormat) planFor(s *ColumnarSchema) (*parquetPlan, error) {
 	return p, nil
 }
 
-// node builds the parquet node of t, numbering its leaves from *leaf.
-func (f *parquetFormat) node(t *ColumnarType, leaf *int, rep int) (parquet.Node, pqNode, error) {
+// node builds the parquet node of t, numbering its leaves from *leaf;
+// dict says whether its strings are dictionary-encoded.
+func (f *parquetFormat) node(t *ColumnarType, leaf *int, rep int, dict bool) (parquet.Node, pqNode, error) {
 	pn := pqNode{t: t, leaf: *leaf}
 	var n parquet.Node
 	switch t.Kind {
 	case KindString:
 		n = parquet.String()
-		if f.cfg.Dictionary {
+		if dict {
 			n = parquet.Encoded(n, &parquet.RLEDictionary)
 		}
 	case KindInt64:
@@ -233,7 +265,7 @@ func (f *parquetFormat) node(t *ColumnarType, leaf *int, rep int) (parquet.Node,
 	case KindDate:
 		n = parquet.Date()
 	case KindList:
-		en, epn, err := f.node(t.Elem, leaf, rep+1)
+		en, epn, err := f.node(t.Elem, leaf, rep+1, dict)
 		if err != nil {
 			return nil, pn, err
 		}
@@ -243,7 +275,7 @@ func (f *parquetFormat) node(t *ColumnarType, leaf *int, rep int) (parquet.Node,
 	case KindStruct:
 		g := &pqGroup{}
 		for _, fl := range t.Fields {
-			fn, fpn, err := f.node(fl.Type, leaf, rep)
+			fn, fpn, err := f.node(fl.Type, leaf, rep, dict)
 			if err != nil {
 				return nil, pn, fmt.Errorf("field %q: %w", fl.Name, err)
 			}
@@ -581,9 +613,14 @@ func (e *parquetEncoder) nulls(n *pqNode, r, d int) {
 
 func (e *parquetEncoder) size() int64 { return e.w.Size() }
 
+// buffered is twice parquet-go's own estimate of what the open row group
+// holds (encoded pages, values not yet encoded, dictionary values): the
+// estimate leaves out buffer slack and the dictionaries' hash tables and
+// key copies, which measured between one and three times as much again
+// (BenchmarkParquetSinkPartitions).
 func (e *parquetEncoder) buffered() int64 {
 	if b := e.w.Size() - e.file.n; b > 0 {
-		return b
+		return 2 * b
 	}
 	return 0
 }

@@ -213,6 +213,12 @@ func (c *cpuClock) stop()  { c.total += processCPU() - c.at }
 func BenchmarkParquetSink(b *testing.B) {
 	b.Run("decoded", func(b *testing.B) { runSinkBench(b, true, 20, nil) })
 	b.Run("json", func(b *testing.B) { runSinkBench(b, false, 20, nil) })
+	b.Run("decoded/dictionary=[level,service]", func(b *testing.B) {
+		runSinkBench(b, true, 20, func(c *ParquetConfig) { c.DictionaryColumns = []string{"level", "service"} })
+	})
+	b.Run("decoded/dictionary=false", func(b *testing.B) {
+		runSinkBench(b, true, 20, func(c *ParquetConfig) { c.Dictionary = false })
+	})
 }
 
 // BenchmarkParquetSinkPartitions: the same million over 100 open
@@ -222,8 +228,11 @@ func BenchmarkParquetSinkPartitions(b *testing.B) {
 		c.PartitionBy, _ = pipeline.CompileTemplate("service={{ service }}", pipeline.Pos{})
 	}
 	b.Run("100-partitions", func(b *testing.B) { runSinkBench(b, true, 100, part) })
-	b.Run("100-partitions/max_buffer_bytes=32MiB", func(b *testing.B) {
-		runSinkBench(b, true, 100, func(c *ParquetConfig) { part(c); c.MaxBufferBytes = 32 << 20 })
+	b.Run("100-partitions/max_buffer_bytes=8MiB", func(b *testing.B) {
+		runSinkBench(b, true, 100, func(c *ParquetConfig) { part(c); c.MaxBufferBytes = 8 << 20 })
+	})
+	b.Run("100-partitions/dictionary=false", func(b *testing.B) {
+		runSinkBench(b, true, 100, func(c *ParquetConfig) { part(c); c.Dictionary = false })
 	})
 }
 

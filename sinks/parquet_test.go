@@ -375,3 +375,48 @@ func TestParquetMemoryBound(t *testing.T) {
 		t.Errorf("read %d rows, want %d", total, 30*1000)
 	}
 }
+
+// dictionary: [columns] encodes those columns' strings (nested ones too)
+// with a dictionary and the others plainly.
+func TestParquetDictionaryColumns(t *testing.T) {
+	dir := t.TempDir()
+	cfg := NewParquetConfig()
+	cfg.Path = filepath.Join(dir, "lake")
+	cfg.Schema = mustSchema(t, "struct<level: string, msg: string, tags: list<string>>")
+	cfg.DictionaryColumns = []string{"level", "tags"}
+	sink, err := cfg.NewSink(testBuild(filepath.Join(dir, "data"), pipeline.ExactlyOnce))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sink.(*ColumnarSink)
+	for i := range 100 {
+		mustWrite(t, s, rec("level", "info", "msg", fmt.Sprint("message ", i), "tags", []any{"a"}))
+	}
+	mustCommit(t, s, mustPreCommit(t, s, 1))
+	files := visibleFiles(t, cfg.Path)
+	rdr, err := file.OpenParquetFile(filepath.Join(cfg.Path, files[0]), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdr.Close()
+	for col, want := range map[int]bool{0: true, 1: false, 2: true} {
+		cc, err := rdr.MetaData().RowGroup(0).ColumnChunk(col)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := false
+		for _, e := range cc.Encodings() {
+			if e.String() == "RLE_DICTIONARY" || e.String() == "PLAIN_DICTIONARY" {
+				got = true
+			}
+		}
+		if got != want {
+			t.Errorf("column %d: dictionary encoded %t, want %t (encodings %v)", col, got, want, cc.Encodings())
+		}
+	}
+	bad := NewParquetConfig()
+	bad.Path, bad.Schema, bad.DictionaryColumns = cfg.Path, cfg.Schema, []string{"nope"}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), `dictionary: "nope" is not a column`) {
+		t.Errorf("Validate with an unknown dictionary column: %v", err)
+	}
+}
