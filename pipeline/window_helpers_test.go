@@ -71,4 +71,3 @@ func BenchmarkScalar(b *testing.B) {
 		_ = fs.Scalar("service")
 	}
 }
-

@@ -25,7 +25,7 @@ import (
 
 // RedactConfig is the YAML configuration of the redact_emails operator:
 //
-//	- redact_emails: { fields: [msg, user], replacement: "<email>" }
+//   - redact_emails: { fields: [msg, user], replacement: "<email>" }
 type RedactConfig struct {
 	Fields      []string `yaml:"fields"`
 	Replacement string   `yaml:"replacement"`
