@@ -265,6 +265,8 @@ func BenchmarkParquetWriteModes(b *testing.B) {
 		}
 	}
 	b.Run("rows", func(b *testing.B) {
+		var cpu cpuClock
+		cpu.start()
 		for b.Loop() {
 			w := parquet.NewWriter(io.Discard, plan.config)
 			for i := 0; i < n; i += benchBatch {
@@ -276,9 +278,13 @@ func BenchmarkParquetWriteModes(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		cpu.stop()
 		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+		b.ReportMetric(float64(n)*float64(b.N)/cpu.total.Seconds(), "rows/cpu-s")
 	})
 	b.Run("columns", func(b *testing.B) {
+		var cpu cpuClock
+		cpu.start()
 		for b.Loop() {
 			w := parquet.NewWriter(io.Discard, plan.config)
 			cws := w.ColumnWriters()
@@ -293,7 +299,9 @@ func BenchmarkParquetWriteModes(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		cpu.stop()
 		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+		b.ReportMetric(float64(n)*float64(b.N)/cpu.total.Seconds(), "rows/cpu-s")
 	})
 }
 
