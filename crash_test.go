@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parquet-go/parquet-go"
+
 	"github.com/weirhq/weir/internal/crashtest"
 )
 
@@ -273,4 +275,89 @@ func TestCrashWindowExactlyOnce(t *testing.T) {
 			t.Fatalf("%d window results, want %d", len(lines), 84*4)
 		}
 	})
+}
+
+const crashParquetConfig = `data_dir: %[1]s/data
+pipelines:
+  - name: crash-parquet
+    checkpoint_interval: 40ms
+    sources:
+      - file: { paths: ["%[2]s/*.log"] }
+    operators:
+      - parse: { format: json }
+      - filter: 'level == "error"'
+    sinks:
+      - parquet:
+          path: "%[1]s/out/lake"
+          schema: { ts: "timestamp(ms)", i: int64, level: string, service: string, latency_ms: float64, status: int64 }
+          partition_by: "service={{ service }}"
+          max_file_bytes: 20000
+`
+
+// TestCrashParquetExactlyOnce kills weir while it rolls and commits Parquet
+// parts; the rows in committed files are then exactly the input's errors.
+// (Part names carry checkpoint ids, which differ between runs, so rows are
+// compared rather than bytes.)
+func TestCrashParquetExactlyOnce(t *testing.T) {
+	if testing.Short() && os.Getenv("WEIR_CRASH_KILLS") == "" {
+		t.Skip("crash test skipped in -short mode")
+	}
+	bin := crashtest.Build(t)
+	root := t.TempDir()
+	in := filepath.Join(root, "in")
+	writeCrashInput(t, in, 3, 40000)
+	kills := crashKills(t)
+	var res crashtest.Result
+	var out string
+	for attempt := range 4 { // shorter kill delays when the input was done too soon
+		dir := filepath.Join(root, fmt.Sprintf("run-%d", attempt))
+		os.MkdirAll(dir, 0o755)
+		cfg := filepath.Join(dir, "p.yaml")
+		os.WriteFile(cfg, fmt.Appendf(nil, crashParquetConfig, dir, in), 0o644)
+		h := &crashtest.Harness{Binary: bin, Args: []string{"run", "-c", cfg, "--quiet"}, Dir: dir, Seed: 11, Log: t.Logf,
+			MinDelay: 5 * time.Millisecond, MaxDelay: (120 * time.Millisecond) >> attempt}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		var err error
+		res, err = h.Run(ctx, kills)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = dir
+		if res.Kills >= kills {
+			break
+		}
+	}
+	if res.Kills < kills {
+		t.Fatalf("only %d kills before the input was done", res.Kills)
+	}
+	type row struct {
+		I int64 `parquet:"i"`
+	}
+	var got []int
+	files, _ := filepath.Glob(filepath.Join(out, "out/lake/*/*.parquet"))
+	for _, f := range files {
+		rows, err := parquet.ReadFile[row](f)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, r := range rows {
+			got = append(got, int(r.I))
+		}
+	}
+	hidden, _ := filepath.Glob(filepath.Join(out, "out/lake/*/.*"))
+	if len(hidden) > 0 {
+		t.Fatalf("in-progress files visible: %v", hidden)
+	}
+	slices.Sort(got)
+	var want []int
+	for i := range 120000 {
+		if i%997 != 0 && i%10 == 0 {
+			want = append(want, i)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("after %d kills: %d rows in %d committed files, want %d, each once", res.Kills, len(got), len(files), len(want))
+	}
+	t.Logf("parquet: %d kills in %d runs; %d rows in %d committed files, each input error exactly once", res.Kills, res.Runs, len(got), len(files))
 }
