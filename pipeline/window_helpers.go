@@ -44,33 +44,7 @@ func (fs *Fields) Scalar(name string) Scalar {
 	if i < 0 {
 		return Scalar{}
 	}
-	f := &fs.f[i]
-	if f.raw == nil || f.decoded {
-		switch v := f.val.(type) {
-		case nil:
-			return Scalar{}
-		case string:
-			return Scalar{Kind: ScalarString, Str: v}
-		case int64:
-			return Scalar{Kind: ScalarInt, Int: v, Float: float64(v)}
-		case float64:
-			return Scalar{Kind: ScalarFloat, Float: v}
-		case bool:
-			return Scalar{Kind: ScalarBool, Bool: v}
-		}
-		return Scalar{Kind: ScalarOther}
-	}
-	switch f.kind {
-	case rawString:
-		return Scalar{Kind: ScalarString, Str: bytesToString(f.raw)}
-	case rawNumber:
-		return scalarNumber(f.raw)
-	case rawBool:
-		return Scalar{Kind: ScalarBool, Bool: len(f.raw) == 4} // "true"
-	case rawNull:
-		return Scalar{}
-	}
-	return Scalar{Kind: ScalarOther}
+	return fs.ScalarAt(i)
 }
 
 // scalarNumber is parseNumber without the interface.
