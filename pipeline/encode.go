@@ -17,9 +17,11 @@ var errBadJSON = errors.New("invalid JSON object")
 const TimeLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // AppendJSON appends the record as one JSON object (no newline): its fields
-// when it has a structured view, otherwise its raw Value as-is.
+// when it has a structured view, otherwise its raw Value as-is. A raw line
+// that operators only read (`filter: 'message contains "x"'`) is still
+// written as the line; once changed, it is written as its fields.
 func (r *Record) AppendJSON(dst []byte) []byte {
-	if !r.parsed {
+	if r.writesRaw() {
 		return append(dst, r.Value...)
 	}
 	return r.fields.AppendJSON(dst)

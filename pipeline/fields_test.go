@@ -102,6 +102,19 @@ func TestUnparsedRecordExposesMessage(t *testing.T) {
 	if ok, err := e.EvalBool(&r); err != nil || !ok {
 		t.Fatalf("message expression = %v, %v", ok, err)
 	}
+	r.Fields().DecodeAll() // as the runtime does before fanning out
+	if got := string(r.AppendJSON(nil)); got != "GET / 200" {
+		t.Fatalf("a line that was only read is written as %q, want the line itself", got)
+	}
+	r.Set("status", int64(200))
+	if got := string(r.AppendJSON(nil)); got != `{"message":"GET / 200","status":200}` {
+		t.Fatalf("a changed line is written as %q, want its fields", got)
+	}
+	r2 := Record{Value: []byte("x")}
+	r2.Set("message", "y")
+	if got := string(r2.AppendJSON(nil)); got != `{"message":"y"}` {
+		t.Fatalf("a replaced message is written as %q", got)
+	}
 }
 
 func TestExprMissingFieldsAreNull(t *testing.T) {

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"time"
+	"unsafe"
 )
 
 // Header is one key/value pair of record metadata (a Kafka header, an AMQP
@@ -47,6 +48,10 @@ type Record struct {
 
 	fields Fields
 	parsed bool // fields hold the structured view
+	// lineView: the structured view was made from the raw line (a single
+	// "message" field) by reading it, not by a parser. While that field is
+	// unchanged and alone, the record is still written as its raw bytes.
+	lineView bool
 }
 
 // Parsed reports whether the record has a structured view. A record that was
@@ -60,16 +65,29 @@ func (r *Record) Fields() *Fields {
 	if !r.parsed {
 		r.fields.Reset()
 		r.fields.Set("message", bytesToString(r.Value))
-		r.parsed = true
+		r.parsed, r.lineView = true, true
 	}
 	return &r.fields
+}
+
+// writesRaw reports whether the record is still exactly its raw line: never
+// parsed, or only read through the "message" view and not changed.
+func (r *Record) writesRaw() bool {
+	if !r.parsed {
+		return true
+	}
+	if !r.lineView || r.fields.Len() != 1 || r.fields.f[0].name != "message" {
+		return false
+	}
+	s, ok := r.fields.f[0].val.(string)
+	return ok && len(s) == len(r.Value) && (len(s) == 0 || unsafe.StringData(s) == &r.Value[0])
 }
 
 // SetFields marks the record as parsed and returns its (emptied) field set
 // for a parser to fill.
 func (r *Record) SetFields() *Fields {
 	r.fields.Reset()
-	r.parsed = true
+	r.parsed, r.lineView = true, false
 	return &r.fields
 }
 
