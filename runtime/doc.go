@@ -29,4 +29,12 @@
 //
 // Closing stop takes a final checkpoint and returns nil; cancelling ctx
 // stops at once and keeps the last checkpoint.
+//
+// Around that core: Supervisor runs a configuration and reloads it (a
+// changed pipeline takes a final checkpoint and restarts; an invalid edit
+// is reported and nothing stops); Metrics exposes every pipeline's Stats as
+// OpenTelemetry instruments read only when collected, so the per-record
+// path pays nothing; Telemetry exports them (Prometheus, OTLP) with a span
+// per checkpoint; Admin serves /metrics, /healthz and /readyz; and
+// NewLogHandler writes slog records with secrets redacted.
 package runtime
