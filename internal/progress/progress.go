@@ -202,13 +202,16 @@ type writerFunc func([]byte) (int, error)
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func (d *Display) writeAbove(p []byte) (int, error) {
+	// Render before locking: lines takes d.mu itself (it used to be called
+	// with d.mu held, and every log line after the first redraw deadlocked).
+	status := d.lines()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	lines := d.drawn
+	drawn := d.drawn
 	d.erase()
 	n, err := d.w.Write(p)
-	if lines > 0 {
-		d.draw(d.lines())
+	if drawn > 0 {
+		d.draw(status)
 	}
 	return n, err
 }

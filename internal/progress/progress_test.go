@@ -3,6 +3,7 @@ package progress_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"regexp"
 	"strings"
@@ -135,4 +136,50 @@ func TestLine(t *testing.T) {
 	if got != want {
 		t.Fatalf("Line = %q, want %q", got, want)
 	}
+}
+
+// A log line written while status lines are on screen goes above them; it
+// once deadlocked (the redraw took the display's lock a second time).
+func TestWriteAboveDrawnStatusLines(t *testing.T) {
+	tr := progress.NewTracker()
+	tr.Track(&runtime.Stats{Pipeline: "p"})
+	var buf syncBuffer
+	d := progress.Start(&buf, tr, progress.Options{Interval: time.Hour})
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(buf.String(), "p ") && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // the first draw happens at Start
+	}
+	done := make(chan struct{})
+	go func() {
+		fmt.Fprintln(d.Writer(), "a log line")
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		// No d.Stop: it would wait for the same lock.
+		t.Fatal("writing a log line above the status lines did not return (deadlock)")
+	}
+	d.Stop()
+	out := buf.String()
+	if i, j := strings.Index(out, "a log line"), strings.LastIndex(out, "p "); i < 0 || j < i {
+		t.Fatalf("log line not written above a redrawn status line:\n%q", out)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
