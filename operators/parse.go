@@ -392,6 +392,9 @@ type parseOp struct {
 
 // Process implements pipeline.Operator: records that parse stay, with their
 // fields; the others go to b.Dead with reason "parse".
+// Stateless implements pipeline.Stateless: each line parses on its own.
+func (p *parseOp) Stateless() bool { return true }
+
 func (p *parseOp) Process(_ context.Context, b *pipeline.Batch) error {
 	out := b.Records[:0]
 	for _, r := range b.Records {

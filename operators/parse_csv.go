@@ -185,6 +185,9 @@ type csvHeaderOp struct {
 	csv *csvParser
 }
 
+// Stateless implements pipeline.Stateless: the headers are state.
+func (o *csvHeaderOp) Stateless() bool { return false }
+
 type csvHeaderState struct {
 	Source  int      `json:"source"`
 	Origin  string   `json:"origin,omitempty"`

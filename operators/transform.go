@@ -41,6 +41,9 @@ type filter struct {
 	id   string
 }
 
+// Stateless implements pipeline.Stateless.
+func (f *filter) Stateless() bool { return true }
+
 func (f *filter) Process(_ context.Context, b *pipeline.Batch) error {
 	out := b.Records[:0]
 	for _, r := range b.Records {
@@ -95,6 +98,9 @@ type mapper struct {
 	exprs []*pipeline.Expr
 	vals  []any // scratch, one per expression
 }
+
+// Stateless implements pipeline.Stateless.
+func (m *mapper) Stateless() bool { return true }
 
 func (m *mapper) Process(_ context.Context, b *pipeline.Batch) error {
 	out := b.Records[:0]
@@ -158,6 +164,9 @@ type fieldList struct {
 	names []string
 	keep  bool
 }
+
+// Stateless implements pipeline.Stateless.
+func (f *fieldList) Stateless() bool { return true }
 
 func (f *fieldList) Process(_ context.Context, b *pipeline.Batch) error {
 	for _, r := range b.Records {

@@ -105,6 +105,22 @@ type Operator interface {
 	Process(ctx context.Context, b *Batch) error
 }
 
+// Stateless is implemented by operators whose output for a batch depends on
+// that batch alone (parse, filter, map): Process keeps nothing from one
+// batch to the next. Stateless reports whether this instance is so; an
+// operator that wraps a stateless one and adds state returns false.
+//
+// The runtime runs a pipeline's leading stateless operators on several
+// goroutines, one instance each (one NewOperator call per goroutine), on
+// different batches at once, and puts the batches back in stream order
+// before the operators after them: the output is the same as on one
+// goroutine. An operator that also implements Snapshotter, Finisher,
+// Ticker or WatermarkHandler is never run so.
+type Stateless interface {
+	Operator
+	Stateless() bool
+}
+
 // Snapshotter is implemented by operators that keep state across batches
 // (windows, dedupe). Snapshot runs when a checkpoint barrier passes the
 // operator; Restore runs once, before the first Process, on recovery.

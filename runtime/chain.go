@@ -15,6 +15,9 @@ type operatorInstance struct {
 	snap pipeline.Snapshotter
 	fin  pipeline.Finisher
 	tick pipeline.Ticker
+	// copies are the instances a parallelStage runs, one per worker;
+	// copies[0] is op.
+	copies []pipeline.Operator
 
 	stats *ComponentStats // observability hook: records in/out (metrics.go)
 }
@@ -36,6 +39,7 @@ type chainReport struct {
 // and fans the result out to the sinks.
 type chain struct {
 	ops      []*operatorInstance
+	from     int // batches from in have been through ops[:from] already (parallelStage)
 	nSources int
 	in       <-chan message
 	sinks    []*sinkStage
@@ -85,7 +89,7 @@ func (c *chain) run(ctx context.Context) error {
 			var err error
 			switch m.kind {
 			case msgBatch:
-				err = c.processFrom(ctx, 0, m.batch)
+				err = c.processFrom(ctx, c.from, m.batch)
 			case msgBarrier:
 				err = c.onBarrier(ctx, m)
 			case msgEOF:

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,6 +33,10 @@ type Options struct {
 	// each checkpoint completes or fails, with its phase timings (for
 	// traces; see metrics_trace.go). It must return quickly.
 	OnCheckpoint func(CheckpointTrace)
+	// Workers is how many goroutines run a pipeline's leading stateless
+	// operators (see pipeline.Stateless); 0 means GOMAXPROCS. 1 runs every
+	// operator on the chain's goroutine.
+	Workers int
 }
 
 func (o Options) withDefaults() Options {
@@ -40,6 +45,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Workers <= 0 {
+		o.Workers = goruntime.GOMAXPROCS(0)
 	}
 	return o
 }
@@ -127,6 +135,8 @@ func componentDir(pipeDir string, c *pipeline.Component) string {
 type built struct {
 	sources []*sourceStage
 	ops     []*operatorInstance
+	prefix  int // ops[:prefix] are stateless and run in a parallelStage
+	workers int
 	sinks   []*sinkStage
 	dead    *sinkStage
 	wals    []*wal.Log
@@ -294,8 +304,23 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 		oi.snap, _ = op.(pipeline.Snapshotter)
 		oi.fin, _ = op.(pipeline.Finisher)
 		oi.tick, _ = op.(pipeline.Ticker)
-		if cl, ok := op.(interface{ Close(context.Context) error }); ok {
-			b.closers = append(b.closers, cl.Close)
+		oi.copies = []pipeline.Operator{op}
+		if b.prefix == i && opts.Workers > 1 && parallelizable(oi) {
+			// One more instance per extra worker, each from its own
+			// NewOperator call, so they share nothing mutable.
+			for len(oi.copies) < opts.Workers {
+				cp, err := c.Config.(pipeline.OperatorConfig).NewOperator(bd)
+				if err != nil {
+					return fmt.Errorf("%s: %s: %w", c.Pos, c.ID, err)
+				}
+				oi.copies = append(oi.copies, cp)
+			}
+			b.prefix, b.workers = i+1, opts.Workers
+		}
+		for _, op := range oi.copies {
+			if cl, ok := op.(interface{ Close(context.Context) error }); ok {
+				b.closers = append(b.closers, cl.Close)
+			}
 		}
 		if oi.snap != nil {
 			if st := state(func(c *Checkpoint) []ComponentState { return c.Operators }, c.ID); st != nil {
@@ -380,7 +405,14 @@ func coordinate(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore
 	}
 	stats.markRunning(merged, allSinks) // observability hook: health, channel fill
 	deadLogged := 0
-	ch := &chain{ops: b.ops, nSources: len(b.sources), in: merged, sinks: b.sinks, dead: b.dead, stats: stats,
+	chainIn := merged
+	if b.prefix > 0 {
+		out := make(chan message, 1)
+		ps := &parallelStage{ops: b.ops[:b.prefix], workers: b.workers, in: merged, out: out}
+		g.Go(func() error { return ps.run(gctx) })
+		chainIn = out
+	}
+	ch := &chain{ops: b.ops, from: b.prefix, nSources: len(b.sources), in: chainIn, sinks: b.sinks, dead: b.dead, stats: stats,
 		now: opts.Now, reports: chainReports, done: inputDone,
 		onDead: func(d pipeline.DeadLetter) {
 			stats.DeadLetter.Records.Add(1)
