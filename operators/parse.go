@@ -396,6 +396,9 @@ type parseOp struct {
 func (p *parseOp) Stateless() bool { return true }
 
 func (p *parseOp) Process(_ context.Context, b *pipeline.Batch) error {
+	if p.json && p.field == "" {
+		pipeline.ReserveFields(b.Records, 8)
+	}
 	out := b.Records[:0]
 	for _, r := range b.Records {
 		err := p.parseRecord(r)

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -203,4 +204,43 @@ func BenchmarkParseFilterEncode(b *testing.B) {
 			out = r.AppendJSON(out[:0])
 		}
 	}
+}
+
+// Records sharing one ReserveFields slab never see each other's fields,
+// even when one grows past its reserved room.
+func TestReserveFieldsKeepsRecordsApart(t *testing.T) {
+	recs := NewRecords(3)
+	ReserveFields(recs, 2)
+	for i, r := range recs {
+		if err := r.SetFields().ParseJSONObject(fmt.Appendf(nil, `{"a":%d,"b":%d}`, i, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Record 1 grows past 2 fields: it must not write into record 2's room.
+	recs[1].Set("c", int64(99))
+	recs[1].Set("d", int64(98))
+	for i, r := range recs {
+		if got := r.Get("a"); got != int64(i) {
+			t.Fatalf("record %d: a = %v, want %d", i, got, i)
+		}
+		if got := r.Get("b"); got != int64(i) {
+			t.Fatalf("record %d: b = %v, want %d", i, got, i)
+		}
+		if want := 2 + 2*boolToInt(i == 1); r.Fields().Len() != want {
+			t.Fatalf("record %d has %d fields, want %d", i, r.Fields().Len(), want)
+		}
+	}
+	// Records that already have room keep it.
+	before := &recs[0].Fields().f[0]
+	ReserveFields(recs, 4)
+	if &recs[0].Fields().f[0] != before {
+		t.Fatal("ReserveFields replaced a record's existing fields")
+	}
+}
+
+func boolToInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
