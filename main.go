@@ -160,6 +160,9 @@ func cmdValidate(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stdout, "%s: warning: %s\n", w.Pos, w.Msg)
+	}
 	for _, p := range cfg.Pipelines {
 		fmt.Fprintf(stdout, "%s: pipeline %q ok (%s; %d sources, %d operators, %d sinks)\n",
 			p.Pos, p.Name, p.Guarantee, len(p.Sources), len(p.Operators), len(p.Sinks))
@@ -225,6 +228,9 @@ func cmdRun(args []string, stderr io.Writer) error {
 	}
 	defer stopDisplay()
 	logger := slog.New(runtime.NewLogHandler(logOut, logFormat, lv))
+	for _, w := range rev.Config.Warnings {
+		logger.Warn("configuration", "at", w.Pos.String(), "warning", w.Msg)
+	}
 	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { logger.Warn("telemetry export", "err", err) }))
 
 	// First SIGINT/SIGTERM: stop gracefully (final checkpoint, commit).

@@ -68,6 +68,15 @@ func TestValidateListsEveryErrorWithPositions(t *testing.T) {
 	}
 }
 
+func TestValidateWarnsOfUnquotedTernary(t *testing.T) {
+	_, cfg := writeConfig(t, "pipelines:\n  - name: a\n    sources: [{file: {paths: [x.log]}}]\n    operators:\n      - filter: status >= 500 ? true : false\n    sinks: [{file: {path: DIR/o}}]\n")
+	code, out, errOut := runCLI(t, "validate", "-c", cfg)
+	if code != 0 || !strings.Contains(out, cfg+":5:17: warning: an expression containing \": \" must be quoted in YAML; read as 'status >= 500 ? true : false'") ||
+		!strings.Contains(out, `pipeline "a" ok`) {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+}
+
 func TestValidateOK(t *testing.T) {
 	_, cfg := writeConfig(t, "pipelines:\n  - name: a\n    sources: [{file: {paths: [x.log]}}]\n    sinks: [{file: {path: DIR/o}}]\n")
 	code, out, errOut := runCLI(t, "validate", "-c", cfg)

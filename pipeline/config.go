@@ -12,7 +12,6 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/parser"
 )
 
 // Pos is a position in a configuration file. Line and Column are 1-based;
@@ -73,6 +72,9 @@ type Config struct {
 	DataDir   string // data_dir; default ./.weir
 	HTTP      string // http admin address; empty = off
 	Pipelines []*Spec
+	// Warnings are problems weir read past: each names what it assumed and
+	// how to write it so that it is not needed (see quoteExpressions).
+	Warnings []*ConfigError
 }
 
 // Spec is one pipeline of a configuration.
@@ -128,12 +130,12 @@ func (r *Registry) Load(file string, data []byte) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := parser.ParseBytes([]byte(text), 0)
+	f, warnings, err := ParseYAML(file, text)
 	if err != nil {
 		return nil, ConfigErrors{toConfigError(file, err, Pos{File: file})}
 	}
 	l := &loader{file: file, reg: r}
-	cfg := &Config{File: file, DataDir: "./.weir"}
+	cfg := &Config{File: file, DataDir: "./.weir", Warnings: warnings}
 	if len(f.Docs) == 0 || f.Docs[0].Body == nil {
 		return nil, ConfigErrors{{Pos: Pos{File: file, Line: 1, Column: 1}, Msg: "empty configuration: expected a mapping with `pipelines:`"}}
 	}

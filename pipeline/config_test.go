@@ -150,7 +150,8 @@ func TestLoadErrorsHavePositions(t *testing.T) {
       - print: {path: o}
 `, []string{`p.yaml:5:9: pipeline "a": sink "print" cannot commit idempotently`, "guarantee: at_least_once"}},
 		{"yaml syntax", "pipelines:\n  - name: a\n   bad: [\n", []string{"p.yaml:"}},
-		{"unquoted ternary", "pipelines:\n  - name: a\n    operators:\n      - filter: x ? 1 : 0\n", []string{"p.yaml:4:", "must be quoted"}},
+		{"nested mapping on one line", "pipelines:\n  - name: a\n    operators:\n      - filter: level: 1\n", []string{"p.yaml:4:", "must be quoted"}},
+		{"unquoted ternary that is no expression", "pipelines:\n  - name: a\n    operators:\n      - filter: x ? 1 : 0)\n", []string{"p.yaml:4:", "must be quoted"}},
 		{"unset variable", "data_dir: ${WEIR_TEST_SURELY_UNSET}\npipelines: []\n", []string{"p.yaml:1:11: environment variable WEIR_TEST_SURELY_UNSET is not set"}},
 		{"empty", "", []string{"p.yaml:1:1: empty configuration"}},
 		{"two components in one item", `pipelines:
@@ -223,4 +224,41 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("error is not ConfigErrors: %T %v", err, err)
 		}
 	})
+}
+
+// An unquoted ternary is not YAML, but what it means is plain: weir reads
+// it as the quoted expression and warns with the line and the fix.
+func TestLoadReadsUnquotedTernaryAsExpression(t *testing.T) {
+	yaml := `pipelines:
+  - name: a
+    sources: [{src: {paths: [x]}}]
+    operators:
+      - filter: status >= 500 ? true : false   # errors only
+      - filter: name == 'x' ? true : false
+    sinks: [{commit: {path: o}}]
+`
+	cfg, err := testRegistry().Load("p.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := cfg.Pipelines[0].Operators
+	for i, want := range []string{"status >= 500 ? true : false", "name == 'x' ? true : false"} {
+		if got := ops[i].Config.(*tFilterConfig).E.Source; got != want {
+			t.Errorf("operator %d reads %q, want %q", i, got, want)
+		}
+	}
+	if len(cfg.Warnings) != 2 {
+		t.Fatalf("warnings = %v, want 2", cfg.Warnings)
+	}
+	for i, want := range []string{"p.yaml:5:17: ", "p.yaml:6:17: "} {
+		if got := cfg.Warnings[i].Error(); !strings.HasPrefix(got, want) || !strings.Contains(got, "must be quoted") {
+			t.Errorf("warning %d = %q, want it at %s", i, got, want)
+		}
+	}
+	if !strings.Contains(cfg.Warnings[1].Msg, `'name == ''x'' ? true : false'`) {
+		t.Errorf("warning does not name the quoted form: %s", cfg.Warnings[1].Msg)
+	}
+	if _, err := testRegistry().Load("p.yaml", []byte(validConfig)); err != nil {
+		t.Fatal(err)
+	}
 }

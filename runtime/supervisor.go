@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/parser"
 
 	"github.com/weirhq/weir/pipeline"
 )
@@ -69,7 +68,7 @@ func Fingerprints(file string, data []byte) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := parser.ParseBytes([]byte(text), 0)
+	f, _, err := pipeline.ParseYAML(file, text)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: parse config: %w", err)
 	}
