@@ -34,5 +34,6 @@
 //
 // Optional capabilities are small interfaces found by type assertion:
 // Positioned (replayable sources), Snapshotter and Finisher (stateful
-// operators), Committer (two-phase-commit sinks), Flusher, RecordChecker.
+// operators), Stateless (operators the runtime may run on every core),
+// Committer (two-phase-commit sinks), Flusher, RecordChecker.
 package pipeline

@@ -3,6 +3,13 @@
 // batches and, in band, checkpoint barriers and end-of-input markers. A slow
 // sink therefore slows the sources (backpressure) and memory stays bounded.
 //
+// The chain's leading stateless operators (parse, filter, map; see
+// pipeline.Stateless) run ahead of it on Options.Workers goroutines
+// (GOMAXPROCS by default), one batch each, and the batches are put back in
+// stream order, control messages in their places, before the rest of the
+// chain (parallelStage). Parsing, usually the costliest step, so uses every
+// core while the output stays what one goroutine would write.
+//
 // Exactly-once follows Flink's asynchronous barrier snapshotting with
 // two-phase-commit sinks, in one process:
 //

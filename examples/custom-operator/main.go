@@ -52,6 +52,11 @@ type redact struct {
 	with   string
 }
 
+// Stateless tells the runtime that each batch's output depends on that
+// batch alone: right after parse, the operator then runs on every core, one
+// instance per goroutine, with the output in the same order.
+func (r *redact) Stateless() bool { return true }
+
 // Process rewrites the batch in place. Records whose field is not a string
 // are left alone; an operator that cannot handle a record would instead
 // call b.Reject to send it to the dead-letter output.
