@@ -346,6 +346,7 @@ func (s *pgSink) connection(ctx context.Context) (*pgx.Conn, error) {
 	}
 	s.conn = nil
 	bo := pipeline.Backoff{Max: s.cfg.MaxReconnectDelay}
+	var last error // the last attempt's error that ctx's end did not cause
 	for {
 		conn, err := pgx.ConnectConfig(ctx, s.connCfg)
 		if err == nil {
@@ -365,6 +366,12 @@ func (s *pgSink) connection(ctx context.Context) (*pgx.Conn, error) {
 		if pgPermanent(err) {
 			return nil, err
 		}
+		if ctx.Err() != nil && last != nil {
+			// This attempt was cut short by the deadline; the one before
+			// says why connecting fails (refused, unreachable, ...).
+			return nil, fmt.Errorf("%w (gave up: %v)", last, ctx.Err())
+		}
+		last = err
 		d := bo.Next()
 		s.logger.Warn("postgres: connect failed; retrying", "dsn", s.safeDSN, "attempt", bo.Attempts(), "in", d, "err", err)
 		if pipeline.SleepContext(ctx, d) != nil {
