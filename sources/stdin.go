@@ -115,6 +115,9 @@ func (s *stdinSource) Read(ctx context.Context, b *pipeline.Batch) (pipeline.Ack
 	if s.ended {
 		return nil, s.err
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // before taking a batch, which would then be lost
+	}
 	s.startOnce.Do(func() { go s.run() })
 	if s.timer == nil {
 		s.timer = time.NewTimer(maxReadWait)
