@@ -116,7 +116,7 @@ func (s *stdinSource) Read(ctx context.Context, b *pipeline.Batch) (pipeline.Ack
 		return nil, s.err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err // before taking a batch, which would then be lost
+		return nil, err // whatever else is ready: select would pick at random
 	}
 	s.startOnce.Do(func() { go s.run() })
 	if s.timer == nil {
