@@ -21,7 +21,7 @@ func init() {
 // WindowConfig is the `window:` operator:
 //
 //   - window:
-//     tumbling: 1m          # or hopping: {size: 10s, slide: 2s}, or session: {gap: 30s} (or session: 30s)
+//     tumbling: 1m          # or hopping: {size: 10s, slide: 2s} (alias sliding), or session: {gap: 30s} (or session: 30s)
 //     event_time: ts        # expression; default: the record's Time
 //     watermark: 5s         # bounded out-of-orderness (default 0)
 //     allowed_lateness: 1m  # late records re-fire their window (default 0)
@@ -88,11 +88,12 @@ func (c *WindowConfig) UnmarshalYAML(n ast.Node) error {
 		c.Parallelism = 1
 	}
 	var kindNode ast.Node
+	kindKey := "" // the key as written (sliding, for hopping)
 	setKind := func(p yamlPair, kind string) error {
 		if c.Kind != "" {
-			return configErr(p.kn, "window: %s and %s: choose one window kind", c.Kind, kind)
+			return configErr(p.kn, "window: %s and %s: choose one window kind", kindKey, p.key)
 		}
-		c.Kind, kindNode = kind, p.kn
+		c.Kind, kindNode, kindKey = kind, p.kn, p.key
 		return nil
 	}
 	for _, p := range pairs {
@@ -105,7 +106,7 @@ func (c *WindowConfig) UnmarshalYAML(n ast.Node) error {
 				return err
 			}
 			c.Slide = c.Size
-		case "hopping":
+		case "hopping", "sliding": // sliding: Flink's name for the same windows
 			if err := setKind(p, "hopping"); err != nil {
 				return err
 			}
@@ -138,7 +139,7 @@ func (c *WindowConfig) UnmarshalYAML(n ast.Node) error {
 		case "aggregate":
 			err = c.decodeAggregates(p)
 		default:
-			return configErr(p.kn, "window: unknown key %q (want %s)", p.key, knownKeys("tumbling", "hopping", "session", "event_time",
+			return configErr(p.kn, "window: unknown key %q (want %s)", p.key, knownKeys("tumbling", "hopping", "sliding", "session", "event_time",
 				"watermark", "allowed_lateness", "idle_timeout", "early_every", "parallelism", "group_by", "aggregate"))
 		}
 		if err != nil {
@@ -158,7 +159,8 @@ func (c *WindowConfig) UnmarshalYAML(n ast.Node) error {
 }
 
 func (c *WindowConfig) decodeHopping(p yamlPair) error {
-	pairs, err := yamlMapping(p.value, "window: hopping")
+	label := "window: " + p.key // hopping, or its alias sliding
+	pairs, err := yamlMapping(p.value, label)
 	if err != nil {
 		return err
 	}
@@ -166,12 +168,12 @@ func (c *WindowConfig) decodeHopping(p yamlPair) error {
 	for _, q := range pairs {
 		switch q.key {
 		case "size":
-			c.Size, err = q.duration("window: hopping: size", true)
+			c.Size, err = q.duration(label+": size", true)
 		case "slide":
-			c.Slide, err = q.duration("window: hopping: slide", true)
+			c.Slide, err = q.duration(label+": slide", true)
 			slideNode = q.at()
 		default:
-			err = configErr(q.kn, "window: hopping: unknown key %q (want size, slide)", q.key)
+			err = configErr(q.kn, "%s: unknown key %q (want size, slide)", label, q.key)
 		}
 		if err != nil {
 			return err
@@ -179,11 +181,11 @@ func (c *WindowConfig) decodeHopping(p yamlPair) error {
 	}
 	switch {
 	case c.Size == 0 || c.Slide == 0:
-		return configErr(p.at(), "window: hopping: needs size and slide, such as {size: 10s, slide: 2s}")
+		return configErr(p.at(), "%s: needs size and slide, such as {size: 10s, slide: 2s}", label)
 	case c.Slide > c.Size:
-		return configErr(slideNode, "window: hopping: slide (%s) must not exceed size (%s), or records would fall between windows", c.Slide, c.Size)
+		return configErr(slideNode, "%s: slide (%s) must not exceed size (%s), or records would fall between windows", label, c.Slide, c.Size)
 	case c.Size/c.Slide > 1000:
-		return configErr(slideNode, "window: hopping: size/slide is %d; at most 1000 windows may overlap", c.Size/c.Slide)
+		return configErr(slideNode, "%s: size/slide is %d; at most 1000 windows may overlap", label, c.Size/c.Slide)
 	}
 	return nil
 }

@@ -112,6 +112,22 @@ func TestWindowSemantics(t *testing.T) {
 			},
 		},
 		{
+			name: "sliding is hopping by its Flink name",
+			yaml: keyed("sliding: {size: 10s, slide: 5s}"),
+			events: []ev{
+				{d: sec(7), fields: `"k":"a","v":1`},  // [0,10) [5,15)
+				{d: sec(12), fields: `"k":"a","v":2`}, // [5,15) [10,20); watermark 12s: [0,10) fires
+				{d: sec(21), fields: `"k":"a","v":4`}, // [15,25) [20,30); [5,15) and [10,20) fire
+			},
+			out: []string{
+				row(0, 10, `"k":"a","n":1,"s":1`, "on_time"),
+				row(5, 15, `"k":"a","n":2,"s":3`, "on_time"),
+				row(10, 20, `"k":"a","n":1,"s":2`, "on_time"),
+				row(15, 25, `"k":"a","n":1,"s":4`, "on_time"),
+				row(20, 30, `"k":"a","n":1,"s":4`, "on_time"),
+			},
+		},
+		{
 			name: "late record in overlapping windows re-fires each",
 			yaml: keyed("hopping: {size: 10s, slide: 5s}", "allowed_lateness: 4s"),
 			events: []ev{
@@ -292,6 +308,8 @@ func TestWindowConfigErrors(t *testing.T) {
 		{"negative watermark", windowYAML("tumbling: 1m", "watermark: -5s", "aggregate: {n: count()}"), `p.yaml:7:22: window: watermark: want a positive duration, got "-5s"`},
 		{"slide over size", windowYAML("hopping: {size: 10s, slide: 20s}", "aggregate: {n: count()}"), "p.yaml:6:39: window: hopping: slide (20s) must not exceed size (10s)"},
 		{"hopping without slide", windowYAML("hopping: {size: 10s}", "aggregate: {n: count()}"), "p.yaml:6:21: window: hopping: needs size and slide"},
+		{"sliding without slide", windowYAML("sliding: {size: 10s}", "aggregate: {n: count()}"), "p.yaml:6:21: window: sliding: needs size and slide"},
+		{"sliding and tumbling", windowYAML("tumbling: 1m", "sliding: {size: 10s, slide: 5s}", "aggregate: {n: count()}"), "p.yaml:7:11: window: tumbling and sliding: choose one"},
 		{"unknown key", windowYAML("tumbling: 1m", "watermarks: 5s", "aggregate: {n: count()}"), `p.yaml:7:11: window: unknown key "watermarks"`},
 		{"parallelism", windowYAML("tumbling: 1m", "parallelism: 0", "aggregate: {n: count()}"), `p.yaml:7:24: window: parallelism: want a whole number from 1 to 64, got "0"`},
 		{"bad event_time", windowYAML("tumbling: 1m", "event_time: 'ts +* 1'", "aggregate: {n: count()}"), `p.yaml:7:28: window: event_time: expression "ts +* 1"`},
