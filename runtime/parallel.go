@@ -41,8 +41,10 @@ type parallelJob struct {
 func (p *parallelStage) run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	jobs := make(chan *parallelJob, p.workers)
-	// order bounds the batches in flight: workers busy plus one queued
-	// each, so memory stays bounded as on any stage channel.
+	// order bounds the batches in flight between dispatch and collect to
+	// one per worker (plus the one each end holds), so memory stays bounded
+	// as on any stage channel; twice that measured no faster and 10 MB
+	// larger on p1-filter.
 	order := make(chan *parallelJob, p.workers)
 	g.Go(func() error {
 		defer close(jobs)
