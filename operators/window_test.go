@@ -112,22 +112,6 @@ func TestWindowSemantics(t *testing.T) {
 			},
 		},
 		{
-			name: "sliding is hopping by its Flink name",
-			yaml: keyed("sliding: {size: 10s, slide: 5s}"),
-			events: []ev{
-				{d: sec(7), fields: `"k":"a","v":1`},  // [0,10) [5,15)
-				{d: sec(12), fields: `"k":"a","v":2`}, // [5,15) [10,20); watermark 12s: [0,10) fires
-				{d: sec(21), fields: `"k":"a","v":4`}, // [15,25) [20,30); [5,15) and [10,20) fire
-			},
-			out: []string{
-				row(0, 10, `"k":"a","n":1,"s":1`, "on_time"),
-				row(5, 15, `"k":"a","n":2,"s":3`, "on_time"),
-				row(10, 20, `"k":"a","n":1,"s":2`, "on_time"),
-				row(15, 25, `"k":"a","n":1,"s":4`, "on_time"),
-				row(20, 30, `"k":"a","n":1,"s":4`, "on_time"),
-			},
-		},
-		{
 			name: "late record in overlapping windows re-fires each",
 			yaml: keyed("hopping: {size: 10s, slide: 5s}", "allowed_lateness: 4s"),
 			events: []ev{
@@ -449,5 +433,21 @@ func TestWindowWatermarkAccessor(t *testing.T) {
 	feed(t, d, []ev{{d: sec(30), fields: `"id":1`}}, 10, &runResult{})
 	if got, want := d.Watermark(), t0.Add(29*time.Second); !got.Equal(want) {
 		t.Errorf("dedupe watermark %v, want %v", got, want)
+	}
+}
+
+// sliding is Flink's name for hopping windows: the same configuration.
+func TestWindowSlidingIsHopping(t *testing.T) {
+	hop, err := loadOperator(t, windowYAML("hopping: {size: 10s, slide: 5s}", "aggregate: {n: count()}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl, err := loadOperator(t, windowYAML("sliding: {size: 10s, slide: 5s}", "aggregate: {n: count()}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, s := hop.(*WindowConfig), sl.(*WindowConfig)
+	if s.Kind != "hopping" || s.Kind != h.Kind || s.Size != h.Size || s.Slide != h.Slide {
+		t.Fatalf("sliding decoded as %s %s/%s, hopping as %s %s/%s", s.Kind, s.Size, s.Slide, h.Kind, h.Size, h.Slide)
 	}
 }
