@@ -390,11 +390,11 @@ type parseOp struct {
 	scratch pipeline.Fields // scratch for JSON from a field
 }
 
-// Process implements pipeline.Operator: records that parse stay, with their
-// fields; the others go to b.Dead with reason "parse".
 // Stateless implements pipeline.Stateless: each line parses on its own.
 func (p *parseOp) Stateless() bool { return true }
 
+// Process implements pipeline.Operator: records that parse stay, with their
+// fields; the others go to b.Dead with reason "parse".
 func (p *parseOp) Process(_ context.Context, b *pipeline.Batch) error {
 	if p.json && p.field == "" {
 		pipeline.ReserveFields(b.Records, 8)

@@ -20,7 +20,7 @@ import (
 // is not YAML (": " cannot appear in a plain scalar; PyYAML and every
 // other parser refuse it too), yet what was meant is plain. When the
 // parser stops on such a line and the rest of the line after the key is a
-// well-formed expression containing " ? " and ": ", that value is read as if
+// well-formed expression containing " ? " and " : ", that value is read as if
 // single-quoted, and a warning names the line and the quoted form to write
 // instead. Anything else is an error, as before.
 func ParseYAML(file, text string) (*ast.File, []*ConfigError, error) {

@@ -61,15 +61,16 @@ func (p *parallelStage) run(ctx context.Context) error {
 				}
 			}
 			j := &parallelJob{m: m, done: make(chan struct{})}
-			if m.kind != msgBatch {
-				close(j.done)
+			batch := m.kind == msgBatch
+			if !batch {
+				close(j.done) // a control message only keeps its place
 			}
 			select {
 			case order <- j:
 			case <-ctx.Done():
 				return nil
 			}
-			if m.kind != msgBatch {
+			if !batch {
 				continue
 			}
 			select {

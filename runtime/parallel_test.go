@@ -114,9 +114,10 @@ func TestParallelStatelessPrefixKeepsStreamOrder(t *testing.T) {
 			}
 			switch {
 			case v.WM != nil:
-				// The source's watermark is the count of records read so far.
-				if want := *v.WM; seen != want-want/7-boolInt(want%7 != 0) {
-					t.Fatalf("workers=%d: watermark %d after %d records", workers, want, seen)
+				// The source's watermark is the count of records read so far
+				// (i < wm); of those, kept(wm) pass the jitter operator.
+				if seen != kept(*v.WM) {
+					t.Fatalf("workers=%d: watermark %d after %d records, want %d", workers, *v.WM, seen, kept(*v.WM))
 				}
 				wms++
 			case v.I != nil:
@@ -130,11 +131,11 @@ func TestParallelStatelessPrefixKeepsStreamOrder(t *testing.T) {
 				seen++
 			}
 		}
-		if seen != n-(n+6)/7 || wms == 0 {
-			t.Fatalf("workers=%d: %d records and %d watermarks out, want %d records", workers, seen, wms, n-(n+6)/7)
+		if seen != kept(n) || wms == 0 {
+			t.Fatalf("workers=%d: %d records and %d watermarks out, want %d records", workers, seen, wms, kept(n))
 		}
-		if len(dead) != (n+6)/7 {
-			t.Fatalf("workers=%d: %d dead letters, want %d", workers, len(dead), (n+6)/7)
+		if len(dead) != n-kept(n) {
+			t.Fatalf("workers=%d: %d dead letters, want %d", workers, len(dead), n-kept(n))
 		}
 		for k, l := range dead {
 			var d struct{ Reason, Value string }
@@ -149,15 +150,9 @@ func TestParallelStatelessPrefixKeepsStreamOrder(t *testing.T) {
 	}
 }
 
-// The watermark the count source reports is the number of records read
-// (i < wm); of those, the ones with i%7 == 0 are dead letters. seen counts
-// the others: wm - ceil(wm/7).
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
+// kept is how many of i = 0..n-1 the jitter operator passes on: those not
+// divisible by 7.
+func kept(n int) int { return n - (n+6)/7 }
 
 // A failure in a worker stops the pipeline with that error, and nothing
 // past the last checkpoint is committed; a rerun without the failure
@@ -168,12 +163,31 @@ func TestParallelWorkerErrorStopsPipeline(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "injected failure at 2500") {
 		t.Fatalf("err = %v, want the worker's failure", err)
 	}
+	// What the failed run committed is a prefix of the output, in order,
+	// from before the failure.
+	var committed []string
+	if data, err := os.ReadFile(dir + "/out.jsonl"); err == nil && len(data) > 0 {
+		committed = readLines(t, dir+"/out.jsonl")
+	}
+	wantKept(t, committed, len(committed))
+	if len(committed) > kept(2500) {
+		t.Fatalf("%d records committed before a failure at i=2500", len(committed))
+	}
 	if err := runWorkers(t, parallelConfig(dir, "{n: 4000, positioned: true}", "      - jitter: {}"), 2); err != nil {
 		t.Fatal(err)
 	}
-	out := readLines(t, dir+"/out.jsonl")
-	if len(out) != 4000-(4000+6)/7 {
-		t.Fatalf("%d records after rerun, want %d", len(out), 4000-(4000+6)/7)
+	wantKept(t, readLines(t, dir+"/out.jsonl"), kept(4000))
+	if dead := readLines(t, dir+"/dead.jsonl"); len(dead) != 4000-kept(4000) {
+		t.Fatalf("%d dead letters after rerun, want %d", len(dead), 4000-kept(4000))
+	}
+}
+
+// wantKept checks that out is exactly the first n records the jitter
+// operator passes on, {"i":k} for k not divisible by 7, in order.
+func wantKept(t *testing.T, out []string, n int) {
+	t.Helper()
+	if len(out) != n {
+		t.Fatalf("%d records, want %d", len(out), n)
 	}
 	next := 0
 	for _, l := range out {
@@ -184,8 +198,5 @@ func TestParallelWorkerErrorStopsPipeline(t *testing.T) {
 			t.Fatalf("got %s, want %s", l, want)
 		}
 		next++
-	}
-	if _, err := os.Stat(dir + "/dead.jsonl"); err != nil {
-		t.Fatal(err)
 	}
 }

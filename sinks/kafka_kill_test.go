@@ -121,7 +121,8 @@ func (p *weirProc) exited() (error, bool) {
 
 func killTest(t *testing.T, bin string, procs, kills int) {
 	c := kafkatest.New(t)
-	in, out := c.Topic(t, 6), c.Topic(t, 3)
+	const inPartitions = 6
+	in, out := c.Topic(t, inPartitions), c.Topic(t, 3)
 	group := kafkatest.Name("g")
 	reader := c.NewReader(t, out)
 	root := t.TempDir()
@@ -185,7 +186,7 @@ func killTest(t *testing.T, bin string, procs, kills int) {
 	// gap documented in sources/kafka.go). Once the group is stable, a
 	// static member restarted within session_timeout takes its own
 	// partitions back without a rebalance, which is what this test checks.
-	waitGroupStable(t, c, group, procs, in)
+	waitGroupStable(t, c, group, procs, in, inPartitions)
 	for k := range kills {
 		time.Sleep(time.Duration(250+rand.IntN(550)) * time.Millisecond)
 		p := ps[rand.IntN(procs)]
@@ -239,8 +240,8 @@ func (b *lockedBuffer) bytes() []byte {
 }
 
 // waitGroupStable waits until group is Stable with n members that between
-// them own every partition of topic.
-func waitGroupStable(t *testing.T, c *kafkatest.Cluster, group string, n int, topic string) {
+// them own all partitions of topic.
+func waitGroupStable(t *testing.T, c *kafkatest.Cluster, group string, n int, topic string, partitions int) {
 	t.Helper()
 	adm := kadm.NewClient(c.Client(t))
 	deadline := time.Now().Add(60 * time.Second)
@@ -250,14 +251,8 @@ func waitGroupStable(t *testing.T, c *kafkatest.Cluster, group string, n int, to
 		cancel()
 		if err == nil {
 			g := groups[group]
-			if g.Err == nil && g.State == "Stable" && len(g.Members) == n && len(g.AssignedPartitions()[topic]) > 0 {
-				parts := g.AssignedPartitions()[topic]
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				details, err := adm.ListTopics(ctx, topic)
-				cancel()
-				if err == nil && len(parts) == len(details[topic].Partitions) {
-					return
-				}
+			if g.Err == nil && g.State == "Stable" && len(g.Members) == n && len(g.AssignedPartitions()[topic]) == partitions {
+				return
 			}
 		}
 		if time.Now().After(deadline) {
