@@ -171,6 +171,15 @@ func (b *Backoff) Attempts() int { return b.attempt }
 // Reset starts again from Min, after a successful connection.
 func (b *Backoff) Reset() { b.attempt = 0 }
 
+// StartWait is how long a connector's constructor waits for its first
+// connection: connect_timeout, or 10s when it is zero.
+func StartWait(connectTimeout time.Duration) time.Duration {
+	if connectTimeout <= 0 {
+		return 10 * time.Second
+	}
+	return connectTimeout
+}
+
 // SleepContext waits for d or until ctx is done, returning ctx.Err() in
 // the latter case.
 func SleepContext(ctx context.Context, d time.Duration) error {

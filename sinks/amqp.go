@@ -17,15 +17,6 @@ import (
 	"github.com/weirhq/weir/pipeline"
 )
 
-// startWait is how long a connector's constructor waits for its first
-// connection: connect_timeout, or 10s when it is zero.
-func startWait(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 10 * time.Second
-	}
-	return d
-}
-
 func init() {
 	pipeline.RegisterSink("amqp",
 		"publish records as JSON to a RabbitMQ (AMQP 0-9-1) exchange, with publisher confirms",
@@ -145,7 +136,7 @@ func (c *AMQPConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	if s.dial, err = amqpSinkDialConfig(c, b.Component); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), startWait(c.ConnectTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), pipeline.StartWait(c.ConnectTimeout))
 	defer cancel()
 	bo := pipeline.Backoff{Max: c.MaxReconnectDelay}
 	for {

@@ -18,6 +18,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/weirhq/weir/internal/mqttconn"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -85,7 +86,7 @@ func NewMQTTConfig() *MQTTConfig {
 
 // Validate implements pipeline.Validator.
 func (c *MQTTConfig) Validate() error {
-	if _, err := mqttSinkURL(c.URL, c.TLS); err != nil {
+	if _, err := mqttconn.ParseURL(c.URL, c.TLS); err != nil {
 		return err
 	}
 	if c.Topic == nil || c.Topic.Source == "" {
@@ -111,35 +112,6 @@ func (c *MQTTConfig) Validate() error {
 	return nil
 }
 
-func mqttSinkURL(raw string, tlsOpts *pipeline.TLSOptions) (*url.URL, error) {
-	if raw == "" {
-		return nil, errors.New("mqtt: url is required (tcp://host:1883)")
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("mqtt: url %s: %w", pipeline.RedactURL(raw), err)
-	}
-	secure := false
-	switch strings.ToLower(u.Scheme) {
-	case "tcp", "mqtt", "ws":
-	case "ssl", "tls", "mqtts", "mqtt+ssl", "tcps", "wss":
-		secure = true
-	default:
-		return nil, fmt.Errorf("mqtt: url %s: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", pipeline.RedactURL(raw), u.Scheme)
-	}
-	if u.Hostname() == "" {
-		return nil, fmt.Errorf("mqtt: url %s: no host", pipeline.RedactURL(raw))
-	}
-	if tlsOpts != nil && !secure {
-		return nil, fmt.Errorf("mqtt: tls is set but url %s is not ssl://, tls://, mqtts:// or wss://", pipeline.RedactURL(raw))
-	}
-	return u, nil
-}
-
 // mqttCheckTopic checks a topic name to publish to.
 func mqttCheckTopic(t string) error {
 	switch {
@@ -160,7 +132,7 @@ func (c *MQTTConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	u, _ := mqttSinkURL(c.URL, c.TLS)
+	u, _ := mqttconn.ParseURL(c.URL, c.TLS)
 	s := &mqttSink{cfg: *c, safeURL: pipeline.RedactURL(c.URL), logger: b.Logger, guarantee: b.Guarantee,
 		topic: c.Topic.Clone(), checkTopic: c.Topic.Clone(), seed: maphash.MakeSeed()}
 	if s.logger == nil {
@@ -216,7 +188,7 @@ func (c *MQTTConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 			}
 			return bo.Next()
 		},
-		ConnectTimeout:  startWait(c.ConnectTimeout),
+		ConnectTimeout:  pipeline.StartWait(c.ConnectTimeout),
 		ConnectUsername: user,
 		ConnectPassword: []byte(pass),
 		OnConnectionUp: func(*autopaho.ConnectionManager, *paho.Connack) {
@@ -261,7 +233,7 @@ func (c *MQTTConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 		cancel()
 		return nil, fmt.Errorf("mqtt: %w", err)
 	}
-	timer := time.NewTimer(startWait(c.ConnectTimeout))
+	timer := time.NewTimer(pipeline.StartWait(c.ConnectTimeout))
 	defer timer.Stop()
 	select {
 	case err := <-up:

@@ -129,7 +129,7 @@ func natsSinkCheckSubject(s string) error {
 func natsSinkOptions(c *NATSConfig, name string, logger *slog.Logger, safeURL string) ([]nats.Option, error) {
 	opts := []nats.Option{
 		nats.Name(name),
-		nats.Timeout(startWait(c.ConnectTimeout)),
+		nats.Timeout(pipeline.StartWait(c.ConnectTimeout)),
 		nats.MaxReconnects(-1),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
 			b := pipeline.Backoff{Max: c.MaxReconnectDelay}
@@ -213,7 +213,7 @@ func (c *NATSConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), startWait(c.ConnectTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), pipeline.StartWait(c.ConnectTimeout))
 	defer cancel()
 	bo := pipeline.Backoff{Max: c.MaxReconnectDelay}
 	for {

@@ -272,7 +272,7 @@ func (c *PostgresConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 			return nil, fmt.Errorf("postgres: %w", err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), startWait(c.ConnectTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), pipeline.StartWait(c.ConnectTimeout))
 	defer cancel()
 	if _, err := s.connection(ctx); err != nil {
 		return nil, err

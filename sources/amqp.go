@@ -17,15 +17,6 @@ import (
 	"github.com/weirhq/weir/pipeline"
 )
 
-// startWait is how long a connector's constructor waits for its first
-// connection: connect_timeout, or 10s when it is zero.
-func startWait(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 10 * time.Second
-	}
-	return d
-}
-
 func init() {
 	pipeline.RegisterSource("amqp",
 		"consume a RabbitMQ (AMQP 0-9-1) queue, or an exchange through a durable queue of weir's own",
@@ -206,7 +197,7 @@ func (c *AMQPConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 		return nil, err
 	}
 	s.consumerTag = "weir:" + b.Component
-	ctx, cancel := context.WithTimeout(context.Background(), startWait(c.ConnectTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), pipeline.StartWait(c.ConnectTimeout))
 	defer cancel()
 	sess, err := s.connectRetry(ctx)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/weirhq/weir/internal/mqttconn"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -93,7 +94,7 @@ func NewMQTTConfig() *MQTTConfig {
 
 // Validate implements pipeline.Validator.
 func (c *MQTTConfig) Validate() error {
-	if _, err := mqttParseURL(c.URL, c.TLS); err != nil {
+	if _, err := mqttconn.ParseURL(c.URL, c.TLS); err != nil {
 		return err
 	}
 	if len(c.Topics) == 0 {
@@ -122,33 +123,6 @@ func (c *MQTTConfig) Validate() error {
 	return nil
 }
 
-// mqttParseURL checks an MQTT server URL. It is shared with nothing on
-// purpose: the sinks package has its own copy.
-func mqttParseURL(raw string, tlsOpts *pipeline.TLSOptions) (*url.URL, error) {
-	if raw == "" {
-		return nil, errors.New("mqtt: url is required (tcp://host:1883)")
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("mqtt: url %s: %w", pipeline.RedactURL(raw), urlErrorReason(err))
-	}
-	secure := false
-	switch strings.ToLower(u.Scheme) {
-	case "tcp", "mqtt", "ws":
-	case "ssl", "tls", "mqtts", "mqtt+ssl", "tcps", "wss":
-		secure = true
-	default:
-		return nil, fmt.Errorf("mqtt: url %s: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", pipeline.RedactURL(raw), u.Scheme)
-	}
-	if u.Hostname() == "" {
-		return nil, fmt.Errorf("mqtt: url %s: no host", pipeline.RedactURL(raw))
-	}
-	if tlsOpts != nil && !secure {
-		return nil, fmt.Errorf("mqtt: tls is set but url %s is not ssl://, tls://, mqtts:// or wss://", pipeline.RedactURL(raw))
-	}
-	return u, nil
-}
-
 // mqttCheckFilter checks a topic filter against MQTT's rules: not empty,
 // '#' only as the whole last level, '+' only as a whole level.
 func mqttCheckFilter(f string) error {
@@ -175,7 +149,7 @@ func (c *MQTTConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	u, _ := mqttParseURL(c.URL, c.TLS)
+	u, _ := mqttconn.ParseURL(c.URL, c.TLS)
 	batch := b.BatchSize
 	if batch <= 0 {
 		batch = pipeline.DefaultBatchSize
@@ -238,7 +212,7 @@ func (c *MQTTConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 			}
 			return bo.Next()
 		},
-		ConnectTimeout:  startWait(c.ConnectTimeout),
+		ConnectTimeout:  pipeline.StartWait(c.ConnectTimeout),
 		ConnectUsername: user,
 		ConnectPassword: []byte(pass),
 		ConnectPacketBuilder: func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
@@ -292,7 +266,7 @@ func (c *MQTTConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 		return nil, fmt.Errorf("mqtt: %w", err)
 	}
 	s.cm = cm
-	timer := time.NewTimer(startWait(c.ConnectTimeout))
+	timer := time.NewTimer(pipeline.StartWait(c.ConnectTimeout))
 	defer timer.Stop()
 	select {
 	case err := <-s.up:
@@ -430,7 +404,7 @@ func (s *mqttSource) subscribe(cm *autopaho.ConnectionManager, sessionPresent bo
 	for _, f := range s.cfg.Topics {
 		sub.Subscriptions = append(sub.Subscriptions, paho.SubscribeOptions{Topic: f, QoS: byte(s.cfg.QoS), RetainHandling: 1})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), startWait(s.cfg.ConnectTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), pipeline.StartWait(s.cfg.ConnectTimeout))
 	defer cancel()
 	sa, err := cm.Subscribe(ctx, sub)
 	if err != nil {

@@ -149,7 +149,7 @@ func natsOptions(name, username, passwordFile, tokenFile, credsFile string, tlsO
 	timeout, maxDelay time.Duration, logger *slog.Logger, safeURL string) ([]nats.Option, error) {
 	opts := []nats.Option{
 		nats.Name(name),
-		nats.Timeout(startWait(timeout)),
+		nats.Timeout(pipeline.StartWait(timeout)),
 		nats.MaxReconnects(-1),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
 			b := pipeline.Backoff{Max: maxDelay}
@@ -267,7 +267,7 @@ func (c *NATSConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), startWait(c.ConnectTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), pipeline.StartWait(c.ConnectTimeout))
 	defer cancel()
 	if s.nc, err = natsConnect(ctx, c.URL, s.safeURL, opts, s.logger, c.MaxReconnectDelay); err != nil {
 		if natsPermanent(err) {

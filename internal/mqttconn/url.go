@@ -1,0 +1,49 @@
+// Package mqttconn holds what the mqtt source and the mqtt sink share:
+// checking the server URL of the YAML against its scheme and `tls:`. It is
+// not public API.
+//
+//	mqtt:
+//	  url: mqtts://broker:8883   # tcp, mqtt, ws; or ssl, tls, mqtts, wss with tls:
+//
+// Errors show the URL with its password redacted.
+package mqttconn
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/weirhq/weir/pipeline"
+)
+
+// ParseURL checks an MQTT server URL: a known scheme, a host, and a secure
+// scheme when tlsOpts is set.
+func ParseURL(raw string, tlsOpts *pipeline.TLSOptions) (*url.URL, error) {
+	if raw == "" {
+		return nil, errors.New("mqtt: url is required (tcp://host:1883)")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the URL, password and all
+		}
+		return nil, fmt.Errorf("mqtt: url %s: %w", pipeline.RedactURL(raw), err)
+	}
+	secure := false
+	switch strings.ToLower(u.Scheme) {
+	case "tcp", "mqtt", "ws":
+	case "ssl", "tls", "mqtts", "mqtt+ssl", "tcps", "wss":
+		secure = true
+	default:
+		return nil, fmt.Errorf("mqtt: url %s: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", pipeline.RedactURL(raw), u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("mqtt: url %s: no host", pipeline.RedactURL(raw))
+	}
+	if tlsOpts != nil && !secure {
+		return nil, fmt.Errorf("mqtt: tls is set but url %s is not ssl://, tls://, mqtts:// or wss://", pipeline.RedactURL(raw))
+	}
+	return u, nil
+}
