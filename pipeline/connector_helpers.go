@@ -134,6 +134,17 @@ func RedactURL(s string) string {
 	return s
 }
 
+// URLError reports that raw does not parse as a URL: "url <raw, password
+// redacted>: <reason>". The reason is err without the *url.Error wrapper,
+// which would repeat the URL, password and all.
+func URLError(raw string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("url %s: %w", RedactURL(raw), err)
+}
+
 // Backoff computes reconnect delays: exponential from Min to Max, each with
 // random jitter in [d/2, d] so that many clients do not retry in step. The
 // zero value uses Min 100ms and Max 10s. A Backoff is not safe for

@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,6 +32,18 @@ func TestRedactURL(t *testing.T) {
 		if got != tc.want || strings.Contains(got, "s3") {
 			t.Errorf("RedactURL(%q) = %q, want %q", tc.in, got, tc.want)
 		}
+	}
+}
+
+func TestURLErrorHidesThePassword(t *testing.T) {
+	raw := "amqp://guest:s3cret@host:notaport/vh"
+	_, perr := url.Parse(raw)
+	if perr == nil {
+		t.Fatal("the test URL parses")
+	}
+	err := URLError(raw, perr)
+	if got, want := err.Error(), `url amqp://xxxxx@host:notaport/vh: invalid port ":notaport" after host`; got != want {
+		t.Fatalf("got %q, want %q", got, want)
 	}
 }
 

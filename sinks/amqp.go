@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -90,7 +89,7 @@ func (c *AMQPConfig) Validate() error {
 	}
 	uri, err := amqp.ParseURI(c.URL)
 	if err != nil {
-		return fmt.Errorf("amqp: url %s: %w", pipeline.RedactURL(c.URL), amqpURLReason(err))
+		return fmt.Errorf("amqp: %w", pipeline.URLError(c.URL, err))
 	}
 	if c.TLS != nil && uri.Scheme != "amqps" {
 		return fmt.Errorf("amqp: tls is set but url %s is not amqps://", pipeline.RedactURL(c.URL))
@@ -105,14 +104,6 @@ func (c *AMQPConfig) Validate() error {
 		return errors.New("amqp: durations must not be negative")
 	}
 	return nil
-}
-
-func amqpURLReason(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }
 
 // NewSink implements pipeline.SinkConfig. It connects before returning
@@ -158,7 +149,7 @@ func (c *AMQPConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 func amqpSinkDialConfig(c *AMQPConfig, component string) (amqp.Config, error) {
 	uri, err := amqp.ParseURI(c.URL)
 	if err != nil {
-		return amqp.Config{}, fmt.Errorf("amqp: url %s: %w", pipeline.RedactURL(c.URL), amqpURLReason(err))
+		return amqp.Config{}, fmt.Errorf("amqp: %w", pipeline.URLError(c.URL, err))
 	}
 	cfg := amqp.Config{Heartbeat: c.Heartbeat, Properties: amqp.NewConnectionProperties()}
 	cfg.Properties.SetClientConnectionName("weir " + component)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -104,7 +103,7 @@ func (c *AMQPConfig) Validate() error {
 	}
 	uri, err := amqp.ParseURI(c.URL)
 	if err != nil {
-		return fmt.Errorf("amqp: url %s: %w", pipeline.RedactURL(c.URL), urlErrorReason(err))
+		return fmt.Errorf("amqp: %w", pipeline.URLError(c.URL, err))
 	}
 	if c.TLS != nil && uri.Scheme != "amqps" {
 		return fmt.Errorf("amqp: tls is set but url %s is not amqps://", pipeline.RedactURL(c.URL))
@@ -138,16 +137,6 @@ func (c *AMQPConfig) Validate() error {
 		return errors.New("amqp: durations must not be negative")
 	}
 	return nil
-}
-
-// urlErrorReason strips the URL itself (which may hold a password) from a
-// URL parse error.
-func urlErrorReason(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }
 
 // NewSource implements pipeline.SourceConfig. It connects before returning
@@ -229,7 +218,7 @@ func ownQueueName(b pipeline.Build) string {
 func amqpDialConfig(rawURL, username, passwordFile string, tlsOpts *pipeline.TLSOptions, heartbeat, timeout time.Duration, component string) (amqp.Config, error) {
 	uri, err := amqp.ParseURI(rawURL)
 	if err != nil {
-		return amqp.Config{}, fmt.Errorf("amqp: url %s: %w", pipeline.RedactURL(rawURL), urlErrorReason(err))
+		return amqp.Config{}, fmt.Errorf("amqp: %w", pipeline.URLError(rawURL, err))
 	}
 	cfg := amqp.Config{Heartbeat: heartbeat, Properties: amqp.NewConnectionProperties()}
 	cfg.Properties.SetClientConnectionName("weir " + component)
@@ -522,30 +511,9 @@ func (s *amqpSource) Read(ctx context.Context, b *pipeline.Batch) (pipeline.AckF
 		return nil, ctx.Err()
 	}
 	timer.Reset(s.cfg.Linger)
-collect:
-	for len(buf) < s.batch {
-		select {
-		case d, ok := <-sess.deliveries:
-			if !ok {
-				sess.drained.Store(true)
-				break collect
-			}
-			buf = append(buf, d)
-		default:
-			// Nothing queued right now: linger briefly for more.
-			select {
-			case d, ok := <-sess.deliveries:
-				if !ok {
-					sess.drained.Store(true)
-					break collect
-				}
-				buf = append(buf, d)
-			case <-timer.C:
-				break collect
-			case <-ctx.Done():
-				break collect
-			}
-		}
+	buf, closed := linger(ctx, sess.deliveries, timer, buf, s.batch)
+	if closed {
+		sess.drained.Store(true)
 	}
 	now := s.now()
 	recs := pipeline.NewRecords(len(buf))

@@ -420,22 +420,7 @@ func (s *natsSource) Read(ctx context.Context, b *pipeline.Batch) (pipeline.AckF
 		return nil, errors.New("nats: source closed")
 	}
 	timer.Reset(s.cfg.Linger)
-collect:
-	for len(buf) < s.batch {
-		select {
-		case m := <-s.msgs:
-			buf = append(buf, m)
-		default:
-			select {
-			case m := <-s.msgs:
-				buf = append(buf, m)
-			case <-timer.C:
-				break collect
-			case <-ctx.Done():
-				break collect
-			}
-		}
-	}
+	buf, _ = linger(ctx, s.msgs, timer, buf, s.batch) // msgs is never closed
 	now := s.now()
 	recs := pipeline.NewRecords(len(buf))
 	for i, m := range buf {

@@ -25,11 +25,7 @@ func ParseURL(raw string, tlsOpts *pipeline.TLSOptions) (*url.URL, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error repeats the URL, password and all
-		}
-		return nil, fmt.Errorf("mqtt: url %s: %w", pipeline.RedactURL(raw), err)
+		return nil, fmt.Errorf("mqtt: %w", pipeline.URLError(raw, err))
 	}
 	secure := false
 	switch strings.ToLower(u.Scheme) {
