@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/weirhq/weir/internal/natsconn"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -126,65 +127,6 @@ func natsSinkCheckSubject(s string) error {
 	return nil
 }
 
-func natsSinkOptions(c *NATSConfig, name string, logger *slog.Logger, safeURL string) ([]nats.Option, error) {
-	opts := []nats.Option{
-		nats.Name(name),
-		nats.Timeout(pipeline.StartWait(c.ConnectTimeout)),
-		nats.MaxReconnects(-1),
-		nats.CustomReconnectDelay(func(attempts int) time.Duration {
-			b := pipeline.Backoff{Max: c.MaxReconnectDelay}
-			var d time.Duration
-			for range min(attempts, 32) {
-				d = b.Next()
-			}
-			return d
-		}),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				logger.Warn("nats: disconnected; reconnecting", "url", safeURL, "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(*nats.Conn) { logger.Info("nats: reconnected", "url", safeURL) }),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			logger.Warn("nats: asynchronous error", "url", safeURL, "err", err)
-		}),
-	}
-	if c.Username != "" || c.PasswordFile != "" {
-		pass := ""
-		if c.PasswordFile != "" {
-			var err error
-			if pass, err = pipeline.ReadSecretFile(c.PasswordFile); err != nil {
-				return nil, fmt.Errorf("nats: %w", err)
-			}
-		}
-		opts = append(opts, nats.UserInfo(c.Username, pass))
-	}
-	if c.TokenFile != "" {
-		tok, err := pipeline.ReadSecretFile(c.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("nats: token_file: %w", err)
-		}
-		opts = append(opts, nats.Token(tok))
-	}
-	if c.CredentialsFile != "" {
-		opts = append(opts, nats.UserCredentials(c.CredentialsFile))
-	}
-	tlsCfg, err := c.TLS.Config()
-	if err != nil {
-		return nil, fmt.Errorf("nats: %w", err)
-	}
-	if tlsCfg != nil {
-		opts = append(opts, nats.Secure(tlsCfg))
-	}
-	return opts, nil
-}
-
-func natsSinkPermanent(err error) bool {
-	return pipeline.IsCertificateError(err) || errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
-		errors.Is(err, nats.ErrAuthRevoked) || strings.Contains(strings.ToLower(err.Error()), "authorization violation") ||
-		strings.Contains(err.Error(), "no such file")
-}
-
 // NewSink implements pipeline.SinkConfig. It connects (and checks the
 // stream, when set) before returning; under exactly_once it also prepares
 // the staging directory.
@@ -209,26 +151,19 @@ func (c *NATSConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 			return nil, fmt.Errorf("nats: %w", err)
 		}
 	}
-	opts, err := natsSinkOptions(c, "weir "+s.component, s.logger, s.safeURL)
+	opts, err := natsconn.Options("weir "+s.component,
+		natsconn.Auth{Username: c.Username, PasswordFile: c.PasswordFile, TokenFile: c.TokenFile, CredentialsFile: c.CredentialsFile, TLS: c.TLS},
+		c.ConnectTimeout, c.MaxReconnectDelay, s.logger, s.safeURL)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pipeline.StartWait(c.ConnectTimeout))
 	defer cancel()
-	bo := pipeline.Backoff{Max: c.MaxReconnectDelay}
-	for {
-		s.nc, err = nats.Connect(c.URL, opts...)
-		if err == nil {
-			break
-		}
-		err = fmt.Errorf("nats: connect to %s: %w", s.safeURL, err)
-		if natsSinkPermanent(err) {
+	if s.nc, err = natsconn.Connect(ctx, c.URL, s.safeURL, opts, s.logger, c.MaxReconnectDelay); err != nil {
+		if natsconn.Permanent(err) {
 			return nil, err
 		}
-		s.logger.Warn("nats: connect failed; retrying", "url", s.safeURL, "err", err)
-		if pipeline.SleepContext(ctx, bo.Next()) != nil {
-			return nil, fmt.Errorf("%w (gave up after connect_timeout %v)", err, c.ConnectTimeout)
-		}
+		return nil, fmt.Errorf("%w (gave up after connect_timeout %v)", err, c.ConnectTimeout)
 	}
 	if s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(c.MaxInFlight),
 		jetstream.WithPublishAsyncTimeout(10*time.Second)); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/weirhq/weir/internal/natsconn"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -143,90 +144,6 @@ func natsCheckSubject(s string, filter bool) error {
 	return nil
 }
 
-// natsOptions builds the connection options shared by the source: name,
-// credentials, TLS, endless reconnects with capped exponential backoff.
-func natsOptions(name, username, passwordFile, tokenFile, credsFile string, tlsOpts *pipeline.TLSOptions,
-	timeout, maxDelay time.Duration, logger *slog.Logger, safeURL string) ([]nats.Option, error) {
-	opts := []nats.Option{
-		nats.Name(name),
-		nats.Timeout(pipeline.StartWait(timeout)),
-		nats.MaxReconnects(-1),
-		nats.CustomReconnectDelay(func(attempts int) time.Duration {
-			b := pipeline.Backoff{Max: maxDelay}
-			var d time.Duration
-			for range min(attempts, 32) {
-				d = b.Next()
-			}
-			return d
-		}),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				logger.Warn("nats: disconnected; reconnecting", "url", safeURL, "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(*nats.Conn) { logger.Info("nats: reconnected", "url", safeURL) }),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			logger.Warn("nats: asynchronous error", "url", safeURL, "err", err)
-		}),
-	}
-	if username != "" || passwordFile != "" {
-		pass := ""
-		if passwordFile != "" {
-			var err error
-			if pass, err = pipeline.ReadSecretFile(passwordFile); err != nil {
-				return nil, fmt.Errorf("nats: %w", err)
-			}
-		}
-		opts = append(opts, nats.UserInfo(username, pass))
-	}
-	if tokenFile != "" {
-		tok, err := pipeline.ReadSecretFile(tokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("nats: token_file: %w", err)
-		}
-		opts = append(opts, nats.Token(tok))
-	}
-	if credsFile != "" {
-		opts = append(opts, nats.UserCredentials(credsFile))
-	}
-	tlsCfg, err := tlsOpts.Config()
-	if err != nil {
-		return nil, fmt.Errorf("nats: %w", err)
-	}
-	if tlsCfg != nil {
-		opts = append(opts, nats.Secure(tlsCfg))
-	}
-	return opts, nil
-}
-
-// natsConnect connects, retrying transient failures until ctx ends;
-// refused credentials fail at once.
-func natsConnect(ctx context.Context, url, safeURL string, opts []nats.Option, logger *slog.Logger, maxDelay time.Duration) (*nats.Conn, error) {
-	bo := pipeline.Backoff{Max: maxDelay}
-	for {
-		nc, err := nats.Connect(url, opts...)
-		if err == nil {
-			return nc, nil
-		}
-		err = fmt.Errorf("nats: connect to %s: %w", safeURL, err)
-		if natsPermanent(err) {
-			return nil, err
-		}
-		d := bo.Next()
-		logger.Warn("nats: connect failed; retrying", "url", safeURL, "attempt", bo.Attempts(), "in", d, "err", err)
-		if pipeline.SleepContext(ctx, d) != nil {
-			return nil, err
-		}
-	}
-}
-
-func natsPermanent(err error) bool {
-	return pipeline.IsCertificateError(err) || errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
-		errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAccountAuthExpired) ||
-		strings.Contains(strings.ToLower(err.Error()), "authorization violation") ||
-		strings.Contains(err.Error(), "no such file")
-}
-
 // NewSource implements pipeline.SourceConfig. It connects, finds (or
 // creates) the stream and the consumer, and starts pulling before it
 // returns, so a wrong address, refused credentials or a missing stream
@@ -262,15 +179,16 @@ func (c *NATSConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 			maxPending = 16 * batch
 		}
 	}
-	opts, err := natsOptions("weir "+b.Component, c.Username, c.PasswordFile, c.TokenFile, c.CredentialsFile, c.TLS,
+	opts, err := natsconn.Options("weir "+b.Component,
+		natsconn.Auth{Username: c.Username, PasswordFile: c.PasswordFile, TokenFile: c.TokenFile, CredentialsFile: c.CredentialsFile, TLS: c.TLS},
 		c.ConnectTimeout, c.MaxReconnectDelay, s.logger, s.safeURL)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pipeline.StartWait(c.ConnectTimeout))
 	defer cancel()
-	if s.nc, err = natsConnect(ctx, c.URL, s.safeURL, opts, s.logger, c.MaxReconnectDelay); err != nil {
-		if natsPermanent(err) {
+	if s.nc, err = natsconn.Connect(ctx, c.URL, s.safeURL, opts, s.logger, c.MaxReconnectDelay); err != nil {
+		if natsconn.Permanent(err) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w (gave up after connect_timeout %v)", err, c.ConnectTimeout)
