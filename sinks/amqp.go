@@ -13,6 +13,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/weirhq/weir/internal/amqpconn"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -124,7 +125,7 @@ func (c *AMQPConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	_, _ = rand.Read(nonce[:])
 	s.idPrefix = hex.EncodeToString(nonce[:]) + "-"
 	var err error
-	if s.dial, err = amqpSinkDialConfig(c, b.Component); err != nil {
+	if s.dial, err = amqpconn.DialConfig(c.URL, c.Username, c.PasswordFile, c.TLS, c.Heartbeat, c.ConnectTimeout, b.Component); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pipeline.StartWait(c.ConnectTimeout))
@@ -135,7 +136,7 @@ func (c *AMQPConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 		if err == nil {
 			return s, nil
 		}
-		if amqpSinkPermanent(err) {
+		if amqpconn.Permanent(err) {
 			return nil, err
 		}
 		d := bo.Next()
@@ -144,53 +145,6 @@ func (c *AMQPConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 			return nil, fmt.Errorf("%w (gave up after connect_timeout %v)", err, c.ConnectTimeout)
 		}
 	}
-}
-
-func amqpSinkDialConfig(c *AMQPConfig, component string) (amqp.Config, error) {
-	uri, err := amqp.ParseURI(c.URL)
-	if err != nil {
-		return amqp.Config{}, fmt.Errorf("amqp: %w", pipeline.URLError(c.URL, err))
-	}
-	cfg := amqp.Config{Heartbeat: c.Heartbeat, Properties: amqp.NewConnectionProperties()}
-	cfg.Properties.SetClientConnectionName("weir " + component)
-	timeout := c.ConnectTimeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	cfg.Dial = amqp.DefaultDial(timeout)
-	if c.Username != "" || c.PasswordFile != "" {
-		user, pass := uri.Username, uri.Password
-		if c.Username != "" {
-			user = c.Username
-		}
-		if c.PasswordFile != "" {
-			if pass, err = pipeline.ReadSecretFile(c.PasswordFile); err != nil {
-				return amqp.Config{}, fmt.Errorf("amqp: %w", err)
-			}
-		}
-		cfg.SASL = []amqp.Authentication{&amqp.PlainAuth{Username: user, Password: pass}}
-	}
-	if cfg.TLSClientConfig, err = c.TLS.Config(); err != nil {
-		return amqp.Config{}, fmt.Errorf("amqp: %w", err)
-	}
-	return cfg, nil
-}
-
-func amqpSinkPermanent(err error) bool {
-	if pipeline.IsCertificateError(err) {
-		return true
-	}
-	if errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost) || errors.Is(err, amqp.ErrSASL) {
-		return true
-	}
-	var ae *amqp.Error
-	if errors.As(err, &ae) {
-		switch ae.Code {
-		case amqp.AccessRefused, amqp.NotFound, amqp.PreconditionFailed, amqp.NotAllowed:
-			return true
-		}
-	}
-	return false
 }
 
 // amqpSink implements pipeline.Sink, pipeline.Flusher and
@@ -385,7 +339,7 @@ func (s *amqpSink) settle(ctx context.Context) error {
 	for {
 		if s.sess == nil {
 			if err := s.connect(); err != nil {
-				if amqpSinkPermanent(err) {
+				if amqpconn.Permanent(err) {
 					return err
 				}
 				d := bo.Next()

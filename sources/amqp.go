@@ -13,6 +13,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/weirhq/weir/internal/amqpconn"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -182,7 +183,7 @@ func (c *AMQPConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 		}
 	}
 	var err error
-	if s.dial, err = amqpDialConfig(c.URL, c.Username, c.PasswordFile, c.TLS, c.Heartbeat, c.ConnectTimeout, b.Component); err != nil {
+	if s.dial, err = amqpconn.DialConfig(c.URL, c.Username, c.PasswordFile, c.TLS, c.Heartbeat, c.ConnectTimeout, b.Component); err != nil {
 		return nil, err
 	}
 	s.consumerTag = "weir:" + b.Component
@@ -210,58 +211,6 @@ func ownQueueName(b pipeline.Build) string {
 	}
 	r := strings.NewReplacer("/", ".", "[", ".", "]", "")
 	return "weir." + r.Replace(id)
-}
-
-// amqpDialConfig builds the connection settings: credentials (the URL's,
-// or username/password_file), TLS, heartbeat, dial timeout and a
-// connection name that shows in the management UI.
-func amqpDialConfig(rawURL, username, passwordFile string, tlsOpts *pipeline.TLSOptions, heartbeat, timeout time.Duration, component string) (amqp.Config, error) {
-	uri, err := amqp.ParseURI(rawURL)
-	if err != nil {
-		return amqp.Config{}, fmt.Errorf("amqp: %w", pipeline.URLError(rawURL, err))
-	}
-	cfg := amqp.Config{Heartbeat: heartbeat, Properties: amqp.NewConnectionProperties()}
-	cfg.Properties.SetClientConnectionName("weir " + component)
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	cfg.Dial = amqp.DefaultDial(timeout)
-	if username != "" || passwordFile != "" {
-		user, pass := uri.Username, uri.Password
-		if username != "" {
-			user = username
-		}
-		if passwordFile != "" {
-			if pass, err = pipeline.ReadSecretFile(passwordFile); err != nil {
-				return amqp.Config{}, fmt.Errorf("amqp: %w", err)
-			}
-		}
-		cfg.SASL = []amqp.Authentication{&amqp.PlainAuth{Username: user, Password: pass}}
-	}
-	if cfg.TLSClientConfig, err = tlsOpts.Config(); err != nil {
-		return amqp.Config{}, fmt.Errorf("amqp: %w", err)
-	}
-	return cfg, nil
-}
-
-// amqpPermanent reports whether err will not go away by retrying: refused
-// credentials or vhost, a missing queue or exchange, a declaration that
-// conflicts with an existing one.
-func amqpPermanent(err error) bool {
-	if pipeline.IsCertificateError(err) {
-		return true
-	}
-	if errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost) || errors.Is(err, amqp.ErrSASL) {
-		return true
-	}
-	var ae *amqp.Error
-	if errors.As(err, &ae) {
-		switch ae.Code {
-		case amqp.AccessRefused, amqp.NotFound, amqp.PreconditionFailed, amqp.NotAllowed, amqp.ResourceLocked:
-			return true
-		}
-	}
-	return false
 }
 
 // amqpSource implements pipeline.Source.
@@ -311,7 +260,7 @@ func (s *amqpSource) connectRetry(ctx context.Context) (*amqpSession, error) {
 		if err == nil {
 			return sess, nil
 		}
-		if amqpPermanent(err) {
+		if amqpconn.Permanent(err) {
 			return nil, err
 		}
 		d := bo.Next()
@@ -444,7 +393,7 @@ func (s *amqpSource) supervise(sess *amqpSession) {
 				s.logger.Info("amqp: reconnected", "url", s.safeURL, "queue", s.queue, "attempts", bo.Attempts())
 				break
 			}
-			if amqpPermanent(err) {
+			if amqpconn.Permanent(err) {
 				s.setSession(nil, err)
 				return
 			}
