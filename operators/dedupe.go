@@ -201,7 +201,7 @@ func (d *Dedupe) Process(_ context.Context, b *pipeline.Batch) error {
 			b.Reject(r, d.id, "event_time", fmt.Errorf("dedupe: %w", err))
 			continue
 		}
-		advanced := d.marks.observe(r.Source, t, now)
+		advanced := d.marks.observe(r.Source, r.Split, t, now)
 		keep, err := d.check(r, t)
 		if err != nil {
 			b.Reject(r, d.id, "dedupe", fmt.Errorf("dedupe: key: %w", err))
@@ -275,6 +275,18 @@ func (d *Dedupe) Tick(_ context.Context, now time.Time, _ *pipeline.Batch) error
 		d.watermark.Store(d.marks.wm)
 	}
 	return nil
+}
+
+// OnSplits implements pipeline.SplitHandler: the watermark follows the
+// source's splits (a removed split no longer holds expiry back). Records
+// pass through dedupe unchanged, so the change is forwarded.
+func (d *Dedupe) OnSplits(_ context.Context, source int, c pipeline.SplitChange, _ *pipeline.Batch) (bool, error) {
+	if d.marks.splits(source, c, d.now()) {
+		d.expire(d.marks.wm)
+		d.keys.Store(int64(len(d.seen)))
+		d.watermark.Store(d.marks.wm)
+	}
+	return true, nil
 }
 
 const dedupeMagic = "WDDP"

@@ -441,9 +441,11 @@ func (c *WindowConfig) NewOperator(b pipeline.Build) (pipeline.Operator, error) 
 //   - Each record's event time comes from event_time; a record whose event
 //     time cannot be computed goes to the dead-letter output with reason
 //     "event_time".
-//   - The watermark is, per input (Record.Source), the largest event time
-//     seen minus `watermark`; the operator's watermark is the minimum over
-//     inputs that have sent records and are not idle, and never moves back.
+//   - The watermark is, per split (Record.Source and Record.Split: a
+//     Kafka partition, a file), the largest event time seen minus
+//     `watermark`; the operator's watermark is the minimum over splits
+//     that are not idle or caught up (an announced split with no record
+//     yet holds it too), and never moves back (see watermarks).
 //     It advances per record in input order: after each record, every
 //     window the watermark passes fires before the next record is looked
 //     at, so output never depends on how the input was batched.
@@ -560,7 +562,7 @@ func (w *Window) split(records []*pipeline.Record, now time.Time) {
 			w.dead = append(w.dead, taggedDead{seq: seq, d: w.deadLetter(r, "event_time", fmt.Errorf("window: %w", err))})
 			continue
 		}
-		advanced := w.marks.observe(r.Source, t, now)
+		advanced := w.marks.observe(r.Source, r.Split, t, now)
 		keyOff, gOff := len(w.arena), len(w.gvals)
 		ok := true
 		for gi := range w.groups {
@@ -688,6 +690,22 @@ func (w *Window) Tick(_ context.Context, now time.Time, b *pipeline.Batch) error
 	}
 	w.collect(b, false)
 	return nil
+}
+
+// OnSplits implements pipeline.SplitHandler: the watermark follows the
+// source's splits, which may fire windows (a removed or caught-up split no
+// longer holds them back). Window results are new records without a
+// split, so the change is not forwarded.
+func (w *Window) OnSplits(_ context.Context, source int, c pipeline.SplitChange, b *pipeline.Batch) (bool, error) {
+	if !w.marks.splits(source, c, w.now()) {
+		return false, nil
+	}
+	for _, sh := range w.shards {
+		sh.seq = 0
+		sh.advance(w.marks.wm)
+	}
+	w.collect(b, false)
+	return false, nil
 }
 
 // Finish implements pipeline.Finisher: every open window fires on time, in

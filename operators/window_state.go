@@ -14,7 +14,7 @@ import (
 // Window and dedupe state is snapshotted in a small binary format:
 //
 //	magic    4 bytes  "WWIN" (window) or "WDDP" (dedupe)
-//	version  uvarint  (1)
+//	version  uvarint  (2; 1 is read too: its watermarks have no splits)
 //	body     operator-specific, built from the primitives below
 //	crc      4 bytes  CRC-32C (Castagnoli) of everything before it, little endian
 //
@@ -26,7 +26,7 @@ import (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-const stateVersion = 1
+const stateVersion = 2
 
 // stateWriter builds a snapshot.
 type stateWriter struct{ b []byte }
@@ -120,8 +120,9 @@ func (w *stateWriter) value(v any) {
 // return zero values, so decoders check err once at the end. Corrupt input
 // never panics and never makes the reader allocate more than the input size.
 type stateReader struct {
-	b   []byte
-	err error
+	b       []byte
+	err     error
+	version uint64 // of the state being read
 }
 
 // errCorruptState is wrapped by every decoding error.
@@ -139,8 +140,10 @@ func newStateReader(state []byte, magic string) (*stateReader, error) {
 		return nil, fmt.Errorf("%w: not %s state (magic %q)", errCorruptState, magic, body[:len(magic)])
 	}
 	r := &stateReader{b: body[len(magic):]}
-	if v := r.uvarint(); r.err == nil && v != stateVersion {
-		return nil, fmt.Errorf("state version %d is not supported (want %d)", v, stateVersion)
+	if v := r.uvarint(); r.err == nil && (v < 1 || v > stateVersion) {
+		return nil, fmt.Errorf("state version %d is not supported (want 1 to %d)", v, stateVersion)
+	} else {
+		r.version = v
 	}
 	return r, r.err
 }

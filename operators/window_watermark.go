@@ -1,73 +1,87 @@
 package operators
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"time"
+
+	"github.com/weirhq/weir/pipeline"
 )
 
 // noWatermark is the watermark before any record has been seen.
 const noWatermark = math.MinInt64
 
-// watermarks tracks event-time progress per input (pipeline.Record.Source)
-// and combines it: bounded out-of-orderness per input (the largest event
-// time seen minus delay), the minimum over inputs that have sent records and
-// are not idle. When every input that has sent records is idle, the
-// combined watermark is the largest of theirs, so that a stream that stopped
-// still fires its windows. The combined watermark never moves back.
+// watermarks tracks event-time progress per split and combines it (Flink's
+// per-split watermarks, Kafka Streams' per-task stream time). A split is a
+// (Record.Source, Record.Split) pair: a Kafka partition, a file, a source
+// that is one split. Per split it keeps bounded out-of-orderness (the
+// largest event time seen minus delay); the combined watermark is the
+// minimum over the splits that hold it back, and never moves back:
 //
-// The watermark advances only with records, in input order. Wall-clock time
-// enters in one place: an input that has sent nothing for idleTimeout
-// (measured from the clock passed to touch and tick) stops holding the
-// watermark back until it sends again.
+//   - a split with records that is neither idle nor caught up holds it at
+//     its own mark;
+//   - a split a source announced (pipeline.SplitChange.Added) that has sent
+//     no record yet holds it where it is: the records it will send must not
+//     be made late by another split read ahead of it;
+//   - an idle split (no record for idleTimeout, by the wall clock) and a
+//     caught-up one (the source says it has nothing more to read for now)
+//     do not hold it, until their next record;
+//   - when no split holds it, it is the largest mark of all, so that a
+//     stream that stopped, or a drained backlog, still fires its windows.
+//
+// The watermark advances only with records and split changes, in stream
+// order. Wall-clock time enters in one place: the idle timeout.
 //
 // Not safe for concurrent use.
 type watermarks struct {
 	delay       int64         // bounded out-of-orderness, ns
-	idleTimeout time.Duration // 0: inputs never go idle
-	inputs      []*inputMark  // sorted by source index
-	last        *inputMark    // the input of the previous record (fast path)
+	idleTimeout time.Duration // 0: splits never go idle
+	inputs      []*inputMark  // sorted by (source, split)
+	last        *inputMark    // the split of the previous record (fast path)
 	wm          int64         // combined, monotonic; noWatermark before any record
 }
 
-// inputMark is the progress of one input.
+// inputMark is the progress of one split.
 type inputMark struct {
 	source     int
-	max        int64 // largest event time seen
-	idle       bool
-	lastActive time.Time // wall clock of its last record; zero: unknown (after Restore)
+	split      string
+	max        int64 // largest event time seen; noWatermark: none yet
+	idle       bool  // idle or caught up: does not hold the watermark
+	lastActive time.Time
 }
 
 func newWatermarks(delay, idleTimeout time.Duration) *watermarks {
 	return &watermarks{delay: int64(delay), idleTimeout: idleTimeout, wm: noWatermark}
 }
 
-func (w *watermarks) input(source int) *inputMark {
-	if w.last != nil && w.last.source == source {
-		return w.last
+func cmpInput(m *inputMark, source int, split string) int {
+	return cmp.Or(cmp.Compare(m.source, source), cmp.Compare(m.split, split))
+}
+
+// find returns the index of (source, split) in inputs, or where it goes.
+func (w *watermarks) find(source int, split string) (int, bool) {
+	return slices.BinarySearchFunc(w.inputs, source, func(m *inputMark, s int) int { return cmpInput(m, s, split) })
+}
+
+func (w *watermarks) input(source int, split string) *inputMark {
+	if l := w.last; l != nil && l.source == source && l.split == split {
+		return l
 	}
-	i, found := slices.BinarySearchFunc(w.inputs, source, func(m *inputMark, s int) int { return cmpInt(m.source, s) })
+	i, found := w.find(source, split)
 	if !found {
-		w.inputs = slices.Insert(w.inputs, i, &inputMark{source: source, max: noWatermark})
+		w.inputs = slices.Insert(w.inputs, i, &inputMark{source: source, split: split, max: noWatermark})
 	}
 	w.last = w.inputs[i]
 	return w.last
 }
 
-func cmpInt(a, b int) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
+func cmpInt(a, b int) int { return cmp.Compare(a, b) }
 
-// observe accounts for one record with event time t from source, received
+// observe accounts for one record with event time t from a split, received
 // at wall-clock now, and reports whether the combined watermark advanced.
-func (w *watermarks) observe(source int, t int64, now time.Time) bool {
-	m := w.input(source)
+func (w *watermarks) observe(source int, split string, t int64, now time.Time) bool {
+	m := w.input(source, split)
 	m.lastActive = now
 	wasIdle := m.idle
 	m.idle = false
@@ -80,24 +94,55 @@ func (w *watermarks) observe(source int, t int64, now time.Time) bool {
 	return w.recompute()
 }
 
+// splits applies a source's split change at wall-clock now and reports
+// whether the combined watermark advanced.
+func (w *watermarks) splits(source int, c pipeline.SplitChange, now time.Time) bool {
+	w.last = nil
+	if c.Reset {
+		w.inputs = slices.DeleteFunc(w.inputs, func(m *inputMark) bool {
+			return m.source == source && !slices.Contains(c.Added, m.split)
+		})
+	}
+	for _, split := range c.Added {
+		m := w.input(source, split)
+		m.idle, m.lastActive = false, now
+	}
+	for _, split := range c.CaughtUp {
+		if i, ok := w.find(source, split); ok {
+			w.inputs[i].idle = true
+		}
+	}
+	for _, split := range c.Removed {
+		if i, ok := w.find(source, split); ok {
+			w.inputs = slices.Delete(w.inputs, i, i+1)
+		}
+	}
+	w.last = nil
+	return w.recompute()
+}
+
 // recompute recomputes the combined watermark and reports whether it
 // advanced.
 func (w *watermarks) recompute() bool {
 	active, all := int64(math.MaxInt64), int64(noWatermark)
-	anyActive := false
+	holding := false
 	for _, m := range w.inputs {
-		if m.max == noWatermark {
+		if m.idle {
+			if m.max != noWatermark {
+				all = max(all, m.max-w.delay)
+			}
 			continue
+		}
+		holding = true
+		if m.max == noWatermark {
+			return false // announced, no record yet: holds the watermark where it is
 		}
 		mark := m.max - w.delay
 		all = max(all, mark)
-		if !m.idle {
-			anyActive = true
-			active = min(active, mark)
-		}
+		active = min(active, mark)
 	}
 	next := all
-	if anyActive {
+	if holding {
 		next = active
 	}
 	if next > w.wm {
@@ -107,8 +152,9 @@ func (w *watermarks) recompute() bool {
 	return false
 }
 
-// tick marks inputs idle whose last record is at least idleTimeout old at
-// wall-clock now, and reports whether the combined watermark advanced.
+// tick marks splits idle whose last record (or announcement) is at least
+// idleTimeout old at wall-clock now, and reports whether the combined
+// watermark advanced.
 func (w *watermarks) tick(now time.Time) bool {
 	if w.idleTimeout <= 0 {
 		return false
@@ -116,7 +162,7 @@ func (w *watermarks) tick(now time.Time) bool {
 	changed := false
 	for _, m := range w.inputs {
 		switch {
-		case m.idle || m.max == noWatermark:
+		case m.idle:
 		case m.lastActive.IsZero():
 			m.lastActive = now // restored: start timing now
 		case now.Sub(m.lastActive) >= w.idleTimeout:
@@ -133,22 +179,27 @@ func (w *watermarks) appendState(s *stateWriter) {
 	s.uvarint(uint64(len(w.inputs)))
 	for _, m := range w.inputs {
 		s.varint(int64(m.source))
+		s.str(m.split)
 		s.varint(m.max)
 		s.bool(m.idle)
 	}
 }
 
-// readState restores what appendState wrote.
+// readState restores what appendState wrote (version 1 had no splits).
 func (w *watermarks) readState(s *stateReader) {
 	w.wm = s.varint()
 	n := s.count()
 	w.inputs, w.last = nil, nil
 	for range n {
-		m := &inputMark{source: int(s.varint()), max: s.varint(), idle: s.bool()}
+		m := &inputMark{source: int(s.varint())}
+		if s.version >= 2 {
+			m.split = s.str()
+		}
+		m.max, m.idle = s.varint(), s.bool()
 		if s.err != nil {
 			return
 		}
-		if len(w.inputs) > 0 && w.inputs[len(w.inputs)-1].source >= m.source {
+		if k := len(w.inputs); k > 0 && cmpInput(w.inputs[k-1], m.source, m.split) >= 0 {
 			s.fail("inputs out of order")
 			return
 		}

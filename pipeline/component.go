@@ -96,6 +96,53 @@ type WatermarkSource interface {
 	Watermark() (wm time.Time, ok bool)
 }
 
+// SplitChange says how a source's set of splits (Record.Split) changed.
+// Event-time operators keep one watermark per split and take the minimum
+// over the splits that hold it back (DESIGN.md, "Time and windows"):
+//
+//   - an Added split holds the watermark where it is until its first
+//     record, so a partition whose records are still on their way never
+//     sees them made late by a partition fetched ahead of it;
+//   - a CaughtUp split has nothing more to read for now (a Kafka partition
+//     at its end offset, a followed file at its end): it stops holding the
+//     watermark until its next record, as an idle split does. When every
+//     split is caught up or idle, the watermark is the largest of theirs;
+//   - a Removed split sends no more records (a revoked partition, a file
+//     read to its end): it is forgotten;
+//   - Reset says Added is the source's whole set: every other split of the
+//     source (one restored from a checkpoint, say) is forgotten.
+type SplitChange struct {
+	Reset    bool
+	Added    []string
+	CaughtUp []string
+	Removed  []string
+}
+
+// Empty reports whether c changes nothing.
+func (c SplitChange) Empty() bool {
+	return !c.Reset && len(c.Added) == 0 && len(c.CaughtUp) == 0 && len(c.Removed) == 0
+}
+
+// SplitSource is implemented by sources that read several splits in
+// parallel and tag records with Record.Split (Kafka partitions, files).
+// After each Read the runtime asks for the changes since the previous call
+// and passes them downstream in band: Reset and Added before the batch's
+// records, CaughtUp and Removed after them. A source that does not
+// implement it is one split (Split is empty).
+type SplitSource interface {
+	SplitChanges() SplitChange
+}
+
+// SplitHandler is implemented by operators that keep per-split event-time
+// state (windows, dedupe). OnSplits runs in stream order with the index of
+// the source the change came from; it may append records to b (windows a
+// removed split no longer holds back fire). It reports whether the operators
+// after it should see the change too: true when its output records keep
+// their Split (dedupe), false when it makes new records (windows).
+type SplitHandler interface {
+	OnSplits(ctx context.Context, source int, c SplitChange, b *Batch) (forward bool, err error)
+}
+
 // Operator transforms batches. It runs on one goroutine: no locking needed.
 type Operator interface {
 	// Process rewrites b in place: it may drop, change, add or replace
@@ -115,7 +162,7 @@ type Operator interface {
 // different batches at once, and puts the batches back in stream order
 // before the operators after them: the output is the same as on one
 // goroutine. An operator that also implements Snapshotter, Finisher,
-// Ticker or WatermarkHandler is never run so.
+// Ticker, WatermarkHandler or SplitHandler is never run so.
 type Stateless interface {
 	Operator
 	Stateless() bool

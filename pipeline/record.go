@@ -43,6 +43,12 @@ type Record struct {
 	// Source is the index of the source, within its pipeline, that produced
 	// the record; operators use it to keep per-input watermarks.
 	Source int
+	// Split is the part of its source the record came from, for sources
+	// that read several in parallel: "topic/partition" for Kafka, the
+	// file's identity for files. Empty when the source is one split.
+	// Event-time operators keep one watermark per (Source, Split); see
+	// SplitSource.
+	Split string
 	// Origin is where the record came from, for dead-letter output.
 	Origin Origin
 

@@ -12,6 +12,7 @@ type operatorInstance struct {
 	id   string
 	op   pipeline.Operator
 	wm   pipeline.WatermarkHandler
+	spl  pipeline.SplitHandler
 	snap pipeline.Snapshotter
 	fin  pipeline.Finisher
 	tick pipeline.Ticker
@@ -96,6 +97,8 @@ func (c *chain) run(ctx context.Context) error {
 				err = c.onEOF(ctx)
 			case msgWatermark:
 				err = c.onWatermark(ctx, m)
+			case msgSplits:
+				err = c.onSplits(ctx, m)
 			}
 			if err != nil {
 				return err
@@ -175,6 +178,32 @@ func (c *chain) onWatermark(ctx context.Context, m message) error {
 			if err := c.processFrom(ctx, i+1, b); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// onSplits hands a source's split change to the operators that keep
+// per-split state, in order, until one that does not forward it (its
+// output records no longer carry splits); what one emits passes through
+// the operators after it.
+func (c *chain) onSplits(ctx context.Context, m message) error {
+	for i, o := range c.ops {
+		if o.spl == nil {
+			continue
+		}
+		b := &pipeline.Batch{}
+		forward, err := o.spl.OnSplits(ctx, m.source, m.splits, b)
+		if err != nil {
+			return fmt.Errorf("%s: splits: %w", o.id, err)
+		}
+		if len(b.Records) > 0 || len(b.Dead) > 0 {
+			if err := c.processFrom(ctx, i+1, b); err != nil {
+				return err
+			}
+		}
+		if !forward {
+			return nil
 		}
 	}
 	return nil

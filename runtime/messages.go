@@ -17,14 +17,16 @@ const (
 	msgBarrier                  // barrier: checkpoint marker
 	msgEOF                      // source: this input has ended
 	msgWatermark                // source: event time has reached wm
+	msgSplits                   // source: its set of splits changed (splits)
 )
 
 type message struct {
 	kind    msgKind
 	batch   *pipeline.Batch
 	barrier *barrier
-	source  int // for msgEOF, msgBarrier and msgWatermark from a source stage
+	source  int // for msgEOF, msgBarrier, msgWatermark and msgSplits from a source stage
 	wm      time.Time
+	splits  pipeline.SplitChange
 }
 
 // barrier is a checkpoint marker. One is injected at every source; the

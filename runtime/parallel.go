@@ -129,5 +129,5 @@ func (p *parallelStage) process(ctx context.Context, w int, b *pipeline.Batch) e
 // in a parallelStage.
 func parallelizable(o *operatorInstance) bool {
 	s, ok := o.op.(pipeline.Stateless)
-	return ok && s.Stateless() && o.snap == nil && o.fin == nil && o.tick == nil && o.wm == nil
+	return ok && s.Stateless() && o.snap == nil && o.fin == nil && o.tick == nil && o.wm == nil && o.spl == nil
 }

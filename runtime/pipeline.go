@@ -301,6 +301,7 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 		}
 		oi := &operatorInstance{id: bd.Component, op: op, stats: observeOperator(stats, c.ID, op)}
 		oi.wm, _ = op.(pipeline.WatermarkHandler)
+		oi.spl, _ = op.(pipeline.SplitHandler)
 		oi.snap, _ = op.(pipeline.Snapshotter)
 		oi.fin, _ = op.(pipeline.Finisher)
 		oi.tick, _ = op.(pipeline.Ticker)

@@ -26,7 +26,10 @@ type readResult struct {
 	ack   AckFunc // at_least_once: to run once the next checkpoint commits
 	pos   []byte
 	wm    time.Time // a new watermark from a WatermarkSource, after the batch
-	err   error
+	// splits a SplitSource reported: before goes ahead of the batch (Reset,
+	// Added), after behind it (CaughtUp, Removed).
+	splitsBefore, splitsAfter pipeline.SplitChange
+	err                       error
 }
 
 // sourceStage runs one source: a reader goroutine calls Read (and, for
@@ -120,11 +123,17 @@ func (s *sourceStage) run(ctx context.Context) error {
 			if rr.ack != nil {
 				pending = append(pending, rr.ack)
 			}
+			if !rr.splitsBefore.Empty() && !s.send(ctx, message{kind: msgSplits, source: s.idx, splits: rr.splitsBefore}) {
+				return nil
+			}
 			if len(rr.batch.Records) > 0 || len(rr.batch.Dead) > 0 {
 				s.stats.addOut(len(rr.batch.Records))
 				if !s.send(ctx, message{kind: msgBatch, batch: rr.batch}) {
 					return nil
 				}
+			}
+			if !rr.splitsAfter.Empty() && !s.send(ctx, message{kind: msgSplits, source: s.idx, splits: rr.splitsAfter}) {
+				return nil
 			}
 			if !rr.wm.IsZero() && !s.send(ctx, message{kind: msgWatermark, source: s.idx, wm: rr.wm}) {
 				return nil
@@ -216,6 +225,11 @@ func (s *sourceStage) readLoop(ctx context.Context, reads chan<- readResult) {
 			}
 		default:
 			rr.ack = ack
+		}
+		if ss, ok := s.src.(pipeline.SplitSource); ok {
+			c := ss.SplitChanges()
+			rr.splitsBefore = pipeline.SplitChange{Reset: c.Reset, Added: c.Added}
+			rr.splitsAfter = pipeline.SplitChange{CaughtUp: c.CaughtUp, Removed: c.Removed}
 		}
 		if ws, ok := s.src.(pipeline.WatermarkSource); ok {
 			if wm, ok := ws.Watermark(); ok && wm.After(s.lastWM) {

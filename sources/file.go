@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -240,6 +241,9 @@ type tailFile struct {
 	gzRetry   bool      // follow: an incomplete gzip stream, reopened when it grows
 	gzSize    int64     // follow, gzRetry: its compressed size when it failed
 	drop      bool      // follow: forget after this poll
+
+	announced bool // follow: reported as a split (pipeline.SplitChange.Added)
+	caughtUp  bool // follow: reported caught up, and nothing read since
 }
 
 // fileSource is the running `file` source.
@@ -271,6 +275,8 @@ type fileSource struct {
 
 	gen, posGen uint64 // gen changes with any positional state; pos encodes posGen
 	pos         []byte
+
+	splits pipeline.SplitChange // not yet taken by SplitChanges
 }
 
 func (s *fileSource) isGzip(path string) bool {
@@ -286,7 +292,46 @@ func (s *fileSource) isGzip(path string) bool {
 func (s *fileSource) newTailFile(path string, id fileID) *tailFile {
 	tf := &tailFile{path: path, id: id, gz: s.isGzip(path)}
 	tf.lr = newLineReader("file", path, s.build.Component, s.build.Index, s.now, s.cfg.MaxLineBytes, s.pool.size)
+	tf.lr.split = id.split()
 	return tf
+}
+
+// split is the file's split name (Record.Split): its identity, which a
+// rename does not change.
+func (id fileID) split() string {
+	if id.path != "" {
+		return id.path
+	}
+	return strconv.FormatUint(id.Dev, 10) + ":" + strconv.FormatUint(id.Ino, 10)
+}
+
+// SplitChanges implements pipeline.SplitSource. Every file is a split.
+// With follow: true, a file is announced when it is opened, is caught up
+// whenever a poll reads it to its end, and is removed when it is finished
+// (a rotated file after rotate_wait, a gzip stream) or forgotten; the
+// first Read resets the splits a checkpoint restored. With follow: false
+// the files are read one after the other: each is a split from its first
+// line until its end, where it is removed.
+func (s *fileSource) SplitChanges() pipeline.SplitChange {
+	c := s.splits
+	s.splits = pipeline.SplitChange{}
+	return c
+}
+
+// announce reports tf as a split that will send records (follow mode).
+func (s *fileSource) announce(tf *tailFile) {
+	if s.cfg.Follow && !tf.announced {
+		tf.announced, tf.caughtUp = true, false
+		s.splits.Added = append(s.splits.Added, tf.lr.split)
+	}
+}
+
+// retire reports that tf will send no more records.
+func (s *fileSource) retire(tf *tailFile) {
+	if !s.cfg.Follow || tf.announced {
+		tf.announced = false
+		s.splits.Removed = append(s.splits.Removed, tf.lr.split)
+	}
 }
 
 func (s *fileSource) add(tf *tailFile) {
@@ -346,6 +391,7 @@ func (s *fileSource) Read(ctx context.Context, b *pipeline.Batch) (pipeline.AckF
 // matching files not yet known are added.
 func (s *fileSource) start(b *pipeline.Batch) error {
 	s.started = true
+	s.splits.Reset = true
 	if s.cfg.Follow {
 		for _, tf := range s.files {
 			if tf.done || tf.f != nil {
@@ -440,6 +486,7 @@ func (s *fileSource) readFinite(b *pipeline.Batch) error {
 // finish marks a file read to its end for good and closes it.
 func (s *fileSource) finish(tf *tailFile) {
 	tf.done = true
+	s.retire(tf)
 	if tf.gz && tf.f != nil {
 		if fi, err := tf.f.Stat(); err == nil {
 			tf.size = fi.Size()
@@ -555,7 +602,7 @@ func (s *fileSource) pollFile(tf *tailFile, b *pipeline.Batch, now time.Time) (f
 		before := tf.lr.readPos
 		eof, err := tf.lr.read(tf.rd, b, s.batch, true)
 		if tf.lr.readPos != before {
-			tf.idleSince = now
+			tf.idleSince, tf.caughtUp = now, false
 			s.gen++
 			s.refreshFingerprint(tf)
 		}
@@ -579,6 +626,10 @@ func (s *fileSource) pollFile(tf *tailFile, b *pipeline.Batch, now time.Time) (f
 		}
 		if s.truncated(tf) {
 			continue // read it again from the start
+		}
+		if tf.announced && !tf.caughtUp {
+			tf.caughtUp = true
+			s.splits.CaughtUp = append(s.splits.CaughtUp, tf.lr.split)
 		}
 		break
 	}
@@ -623,6 +674,9 @@ func (s *fileSource) compact() {
 	for _, tf := range s.files {
 		if tf.drop {
 			s.closeFile(tf)
+			if !tf.done {
+				s.retire(tf)
+			}
 			delete(s.byID, tf.id)
 			s.gen++
 			continue
@@ -844,6 +898,7 @@ func (s *fileSource) open(tf *tailFile) error {
 	tf.f = f
 	tf.lr.readPos = off
 	s.gen++
+	s.announce(tf)
 	return nil
 }
 

@@ -65,6 +65,7 @@ func (p *bufferPool) put(b []byte) {
 type lineReader struct {
 	kind      string           // error prefix: "file", "stdin"
 	name      string           // Origin.Name
+	split     string           // Record.Split
 	component string           // DeadLetter.Component
 	source    int              // Record.Source
 	now       func() time.Time // Record.Time
@@ -245,6 +246,7 @@ func (lr *lineReader) emit(b *pipeline.Batch) {
 		r.Value = slab[a:e:e]
 		r.Time = now
 		r.Source = lr.source
+		r.Split = lr.split
 		r.Origin.Name = lr.name
 		r.Origin.Offset = s.off
 		r.Origin.Line = s.line

@@ -107,9 +107,21 @@ func init() {
 // that gap for good needs the source offsets inside the sink's
 // transaction, which the runtime's interfaces do not allow today.
 //
-// Watermarks are per source, not per partition: records of all partitions
-// share one input of the window operators. Per-partition watermarks need a
-// runtime hook that does not exist yet.
+// # Per-partition watermarks
+//
+// Every record's Split is its "topic/partition", and the source reports
+// its partitions as splits (pipeline.SplitSource), so event-time operators
+// keep one watermark per partition and take the minimum: a partition
+// fetched ahead of the others never makes their records late. A partition
+// is announced when it is assigned (the first assignment after a start
+// replaces whatever the checkpoint held), holds the watermark from then
+// until its first record, and is forgotten when it is revoked or lost. It
+// stops holding the watermark while it is caught up: a poll returned no
+// records and its next offset has reached the end offset the broker lists
+// (the last stable offset under read_committed), or, when a transaction
+// marker sits at the end, it has returned records since it was assigned
+// and two polls in a row found neither it nor its end offset moved. Its
+// next record makes it hold again.
 type KafkaConfig struct {
 	kafkaconn.Conn `yaml:",inline"`
 	// Topics to consume. Required.
@@ -358,6 +370,12 @@ type kafkaPartition struct {
 	acked     int64 // next offset as of the last completed checkpoint; -1 until known
 	committed int64 // last offset committed to the group by this process
 	revoking  bool  // being handed back: Read drops its records
+
+	// Split state (see "Per-partition watermarks" on KafkaConfig).
+	caughtUp bool  // reported caught up, and no record since
+	moved    bool  // Read returned a record of it since it was assigned
+	stalled  int64 // next offset at the previous empty poll that found it short of its end; -1: none
+	end      int64 // end offset listed at that poll
 }
 
 type kafkaSource struct {
@@ -380,6 +398,11 @@ type kafkaSource struct {
 	parts   map[kafkaTP]*kafkaPartition // owned partitions
 	seek    map[kafkaTP]int64           // checkpointed offsets not yet used by an assignment
 	closing bool
+	// splits is the split change not yet taken by SplitChanges; assigned
+	// tells whether an assignment happened since the start (the first one
+	// resets the splits restored from a checkpoint).
+	splits   pipeline.SplitChange
+	assigned bool
 
 	// commitMu serializes offset commits to the group (the committer
 	// goroutine, the revoke callback, Close), so that a commit of an older
@@ -425,6 +448,7 @@ func (s *kafkaSource) Read(ctx context.Context, b *pipeline.Batch) (pipeline.Ack
 	}
 	n := fetches.NumRecords()
 	if n == 0 {
+		s.checkCaughtUp(ctx)
 		return nil, nil
 	}
 	recs := pipeline.NewRecords(n)
@@ -441,7 +465,7 @@ func (s *kafkaSource) Read(ctx context.Context, b *pipeline.Batch) (pipeline.Ack
 		if st == nil || st.revoking {
 			return // not ours (any more): the owner re-reads from the committed offset
 		}
-		name := p.Topic + "/" + strconv.Itoa(int(p.Partition))
+		name := kafkaSplit(key)
 		for _, kr := range p.Records {
 			if kr.Offset < st.next {
 				continue // left over from an earlier assignment
@@ -449,6 +473,7 @@ func (s *kafkaSource) Read(ctx context.Context, b *pipeline.Batch) (pipeline.Ack
 			r := recs[used]
 			used++
 			r.Value, r.Key, r.Time = kr.Value, kr.Key, kr.Timestamp
+			r.Split = name
 			r.Origin = pipeline.Origin{Name: name, Offset: kr.Offset}
 			if len(kr.Headers) > 0 {
 				r.Headers = make([]pipeline.Header, len(kr.Headers))
@@ -457,6 +482,11 @@ func (s *kafkaSource) Read(ctx context.Context, b *pipeline.Batch) (pipeline.Ack
 				}
 			}
 			st.next = kr.Offset + 1
+			st.moved, st.caughtUp, st.stalled = true, false, -1
+		}
+		if !st.caughtUp && st.next >= s.endOf(p.FetchPartition) {
+			st.caughtUp = true
+			s.splits.CaughtUp = append(s.splits.CaughtUp, name)
 		}
 		moved = append(moved, kafkaAck{key, st, st.next})
 	})
@@ -525,6 +555,80 @@ func (s *kafkaSource) applyResets(resets []*kgo.ErrDataLoss) {
 		if st := s.parts[kafkaTP{r.Topic, r.Partition}]; st != nil && !st.revoking && r.ResetTo >= 0 && r.ResetTo < st.next {
 			st.next = r.ResetTo
 		}
+	}
+}
+
+// kafkaSplit is a partition's split name, as in Record.Split and Origin.
+func kafkaSplit(k kafkaTP) string { return k.topic + "/" + strconv.Itoa(int(k.partition)) }
+
+// SplitChanges implements pipeline.SplitSource.
+func (s *kafkaSource) SplitChanges() pipeline.SplitChange {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.splits
+	s.splits = pipeline.SplitChange{}
+	return c
+}
+
+// endOf is where a fetched partition ends for this consumer: the last
+// stable offset under read_committed, else the high watermark.
+func (s *kafkaSource) endOf(p kgo.FetchPartition) int64 {
+	if s.cfg.IsolationLevel == "read_uncommitted" {
+		return p.HighWatermark
+	}
+	return p.LastStableOffset
+}
+
+// checkCaughtUp runs after a poll that returned no records: owned
+// partitions that have reached the end offset the broker lists are caught
+// up (see "Per-partition watermarks" on KafkaConfig). A failed listing
+// changes nothing: the partitions keep holding the watermark.
+func (s *kafkaSource) checkCaughtUp(ctx context.Context) {
+	s.mu.Lock()
+	var topics []string
+	for k, st := range s.parts {
+		if !st.caughtUp && !st.revoking && st.next >= 0 && !slices.Contains(topics, k.topic) {
+			topics = append(topics, k.topic)
+		}
+	}
+	s.mu.Unlock()
+	if len(topics) == 0 {
+		return
+	}
+	lctx, cancel := context.WithTimeout(ctx, s.cfg.PollTimeout*5)
+	defer cancel()
+	var listed kadm.ListedOffsets
+	var err error
+	if s.cfg.IsolationLevel == "read_uncommitted" {
+		listed, err = s.adm.ListEndOffsets(lctx, topics...)
+	} else {
+		listed, err = s.adm.ListCommittedOffsets(lctx, topics...)
+	}
+	if err != nil {
+		s.logger.Debug("kafka: list end offsets", "err", err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, st := range s.parts {
+		if st.caughtUp || st.revoking || st.next < 0 {
+			continue
+		}
+		o, ok := listed.Lookup(k.topic, k.partition)
+		if !ok || o.Err != nil {
+			continue
+		}
+		switch {
+		case st.next >= o.Offset:
+		case st.moved && st.stalled == st.next && st.end == o.Offset:
+			// Short of the end by what can only be transaction markers:
+			// nothing came in two empty polls, and the end did not move.
+		default:
+			st.stalled, st.end = st.next, o.Offset
+			continue
+		}
+		st.caughtUp = true
+		s.splits.CaughtUp = append(s.splits.CaughtUp, kafkaSplit(k))
 	}
 }
 
@@ -624,6 +728,17 @@ func (s *kafkaSource) adjust(ctx context.Context, offsets map[string]map[int32]k
 			s.parts[key] = &kafkaPartition{next: off, acked: off, committed: -1}
 		}
 	}
+	for t, ps := range offsets {
+		for p := range ps {
+			s.parts[kafkaTP{t, p}].stalled = -1
+			s.splits.Added = append(s.splits.Added, kafkaSplit(kafkaTP{t, p}))
+		}
+	}
+	if !s.assigned {
+		// The first assignment is the whole set: splits restored from the
+		// checkpoint that it does not hold belong to another process now.
+		s.assigned, s.splits.Reset = true, true
+	}
 	assigned := map[string][]int32{}
 	for t, ps := range offsets {
 		for p := range ps {
@@ -709,6 +824,7 @@ func (s *kafkaSource) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[
 	s.mu.Lock()
 	for _, k := range keys {
 		delete(s.parts, k)
+		s.splits.Removed = append(s.splits.Removed, kafkaSplit(k))
 	}
 	s.mu.Unlock()
 	s.logger.Info("kafka: partitions handed back", "group", s.cfg.Group, "partitions", describeKafkaPartitions(revoked))
@@ -757,7 +873,10 @@ func (s *kafkaSource) onLost(_ context.Context, _ *kgo.Client, lost map[string][
 	defer s.mu.Unlock()
 	for t, ps := range lost {
 		for _, p := range ps {
-			delete(s.parts, kafkaTP{t, p})
+			if _, ok := s.parts[kafkaTP{t, p}]; ok {
+				delete(s.parts, kafkaTP{t, p})
+				s.splits.Removed = append(s.splits.Removed, kafkaSplit(kafkaTP{t, p}))
+			}
 		}
 	}
 	s.logger.Warn("kafka: partitions lost (session expired or fenced); their new owner starts at the last committed offset",
