@@ -17,9 +17,9 @@ import (
 
 	"github.com/weirhq/weir/internal/kafkatest"
 	_ "github.com/weirhq/weir/operators"
-	_ "github.com/weirhq/weir/sinks"
 	"github.com/weirhq/weir/pipeline"
 	"github.com/weirhq/weir/runtime"
+	_ "github.com/weirhq/weir/sinks"
 )
 
 // windowKey is one (window, service) of a per-minute count.
