@@ -90,6 +90,7 @@ type ev struct {
 	d      time.Duration
 	fields string
 	source int
+	split  string // Record.Split
 	raw    string // when set, the whole JSON line
 }
 
@@ -106,7 +107,7 @@ func (e ev) record() *pipeline.Record {
 		line += "," + e.fields
 	}
 	line += "}"
-	r := &pipeline.Record{Value: []byte(line), Source: e.source}
+	r := &pipeline.Record{Value: []byte(line), Source: e.source, Split: e.split}
 	if err := r.SetFields().ParseJSONObject(r.Value); err != nil {
 		panic(err)
 	}
