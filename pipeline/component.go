@@ -43,6 +43,11 @@ type Build struct {
 	// handed on); call it from a callback such as franz-go's
 	// OnPartitionsRevoked. Nil outside the runtime.
 	RequestCheckpoint func(ctx context.Context) error
+	// ClaimTask, when not nil, makes the source's splits tasks (see
+	// TaskState): a TaskSource calls it for each partition it is assigned,
+	// before reading it, and starts at the claim's offset when one was
+	// found. Nil when the pipeline has no TaskStore sink.
+	ClaimTask TaskClaimer
 }
 
 // MkDir creates b.Dir (and parents) and returns it.

@@ -3,6 +3,8 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/weirhq/weir/pipeline"
@@ -32,6 +34,7 @@ type chainReport struct {
 	forwarded []uint64 // per source: Reads before the barrier
 	states    [][]byte
 	acks      []AckFunc
+	tasks     map[string]int64 // every source's task offsets
 
 	aligned, snapshotted time.Time // observability hook: checkpoint trace (metrics_trace.go)
 }
@@ -133,6 +136,12 @@ func (c *chain) onBarrier(ctx context.Context, m message) error {
 	}
 	rep.positions[m.source] = b.position
 	rep.forwarded[m.source] = b.forwarded
+	for task, off := range b.tasks {
+		if rep.tasks == nil {
+			rep.tasks = map[string]int64{}
+		}
+		rep.tasks[task] = off
+	}
 	rep.acks = append(rep.acks, b.acks...)
 	c.arrived[b.id]++
 	if c.arrived[b.id] < c.nSources {
@@ -153,13 +162,48 @@ func (c *chain) onBarrier(ctx context.Context, m message) error {
 		}
 		rep.states[i] = st
 	}
+	truths, err := c.truths(rep.tasks)
+	if err != nil {
+		return err
+	}
 	rep.snapshotted = time.Now()
 	select {
 	case c.reports <- *rep:
 	case <-ctx.Done():
 		return nil
 	}
-	return c.broadcast(ctx, message{kind: msgBarrier, barrier: &barrier{id: b.id, final: b.final}})
+	return c.broadcast(ctx, message{kind: msgBarrier, barrier: &barrier{id: b.id, final: b.final, truths: truths}})
+}
+
+// truths returns the checkpoint's task truths: each owned task's offset
+// and its state in every per-task operator (nil without tasks).
+func (c *chain) truths(offsets map[string]int64) ([]pipeline.TaskState, error) {
+	if len(offsets) == 0 {
+		return nil, nil
+	}
+	out := make([]pipeline.TaskState, 0, len(offsets))
+	for _, task := range slices.Sorted(maps.Keys(offsets)) {
+		out = append(out, pipeline.TaskState{Task: task, Offset: offsets[task]})
+	}
+	for _, o := range c.ops {
+		to, ok := o.op.(*taskOperator)
+		if !ok {
+			continue
+		}
+		states, err := to.SnapshotTasks()
+		if err != nil {
+			return nil, fmt.Errorf("%s: snapshot tasks: %w", o.id, err)
+		}
+		for i := range out {
+			if st, ok := states[out[i].Task]; ok {
+				if out[i].States == nil {
+					out[i].States = map[string][]byte{}
+				}
+				out[i].States[to.id] = st
+			}
+		}
+	}
+	return out, nil
 }
 
 // onWatermark hands a source's watermark to every operator that handles

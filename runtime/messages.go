@@ -39,6 +39,12 @@ type barrier struct {
 	position  []byte    // the source's position after everything before the barrier
 	acks      []AckFunc // at_least_once: acks to run once this checkpoint commits
 	forwarded uint64    // how many of the source's Reads are before the barrier
+	// tasks: the next offset of every task the source owns at the barrier
+	// (a TaskSource).
+	tasks map[string]int64
+
+	// Filled by the chain for the sinks: the checkpoint's task truths.
+	truths []pipeline.TaskState
 }
 
 // AckFunc is pipeline.AckFunc, named here for brevity.

@@ -189,8 +189,29 @@ func (b *built) close(ctx context.Context, logger *slog.Logger) {
 	}
 }
 
-// RunPipeline runs one pipeline; see Run.
-func RunPipeline(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, stop <-chan struct{}, opts Options) (err error) {
+// RunPipeline runs one pipeline; see Run. A pipeline fenced out of a task
+// (pipeline.ErrFenced: a later group generation owns a partition this
+// process was committing for) restarts from its last checkpoint: its
+// tasks are claimed again from their truths.
+func RunPipeline(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, stop <-chan struct{}, opts Options) error {
+	for {
+		err := runPipelineOnce(ctx, cfg, spec, stop, opts)
+		if !errors.Is(err, pipeline.ErrFenced) || ctx.Err() != nil {
+			return err
+		}
+		opts.withDefaults().Logger.Warn("a task moved to another process; restarting the pipeline from its last checkpoint",
+			"pipeline", spec.Name, "err", err)
+		select {
+		case <-stop:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func runPipelineOnce(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, stop <-chan struct{}, opts Options) (err error) {
 	begin := time.Now()
 	opts = opts.withDefaults()
 	logger := opts.Logger.With("pipeline", spec.Name)
@@ -242,6 +263,10 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 			RequestCheckpoint: b.requestCheckpoint,
 		}
 	}
+	tk, err := newTasks(spec, dir, logger)
+	if err != nil {
+		return err
+	}
 	state := func(list func(*Checkpoint) []ComponentState, id string) []byte {
 		if last == nil {
 			return nil
@@ -253,6 +278,9 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 
 	for i, c := range spec.Sources {
 		bd := mk(c, i)
+		if tk != nil {
+			bd.ClaimTask = tk.claim
+		}
 		src, err := c.Config.(pipeline.SourceConfig).NewSource(bd)
 		if err != nil {
 			return fmt.Errorf("%s: %s: %w", c.Pos, c.ID, err)
@@ -293,11 +321,21 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 		b.sources = append(b.sources, st)
 	}
 
+	if tk != nil && !tk.hasSource(b.sources) {
+		tk = nil // no source's splits are tasks
+	}
+	var lastTask *taskOperator
 	for i, c := range spec.Operators {
 		bd := mk(c, i)
 		op, err := c.Config.(pipeline.OperatorConfig).NewOperator(bd)
 		if err != nil {
 			return fmt.Errorf("%s: %s: %w", c.Pos, c.ID, err)
+		}
+		if tk != nil && tk.perTask(op) {
+			to := &taskOperator{id: c.ID, newOp: func() (pipeline.Operator, error) {
+				return c.Config.(pipeline.OperatorConfig).NewOperator(bd)
+			}, now: opts.Now, tasks: map[string]*taskInstance{}, restore: &tk.restores}
+			op, lastTask = to, to
 		}
 		oi := &operatorInstance{id: bd.Component, op: op, stats: observeOperator(stats, c.ID, op)}
 		oi.wm, _ = op.(pipeline.WatermarkHandler)
@@ -332,6 +370,9 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 		}
 		b.ops = append(b.ops, oi)
 	}
+	if lastTask != nil {
+		lastTask.last = true
+	}
 
 	mkSink := func(c *pipeline.Component, idx int, cs *ComponentStats) (*sinkStage, error) {
 		bd := mk(c, idx)
@@ -346,6 +387,9 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 		s.checker, _ = sk.(pipeline.RecordChecker)
 		if cm, ok := sk.(pipeline.Committer); ok && spec.Guarantee == pipeline.ExactlyOnce {
 			s.committer = cm
+			if ts, ok := sk.(pipeline.TaskStore); ok && tk != nil && tk.store == nil {
+				s.tasks, tk.store = ts, ts
+			}
 			tok := state(func(c *Checkpoint) []ComponentState { return c.Sinks }, c.ID)
 			if err := cm.Recover(ctx, tok); err != nil {
 				return nil, fmt.Errorf("%s: recover: %w", bd.Component, err)

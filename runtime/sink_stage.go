@@ -32,6 +32,7 @@ type sinkStage struct {
 	id        string
 	sink      pipeline.Sink
 	committer pipeline.Committer // set under exactly_once
+	tasks     pipeline.TaskStore // set on the sink that keeps the task truths
 	flusher   pipeline.Flusher
 	checker   pipeline.RecordChecker
 	stats     *ComponentStats
@@ -70,6 +71,12 @@ func (s *sinkStage) run(ctx context.Context) error {
 			case msgBarrier:
 				rep := sinkReport{id: m.barrier.id, index: s.index, began: time.Now()}
 				switch {
+				case s.tasks != nil:
+					tok, err := s.tasks.PreCommitTasks(ctx, m.barrier.id, m.barrier.truths)
+					if err != nil {
+						return fmt.Errorf("%s: pre-commit checkpoint %d: %w", s.id, m.barrier.id, err)
+					}
+					rep.token = tok
 				case s.committer != nil:
 					tok, err := s.committer.PreCommit(ctx, m.barrier.id)
 					if err != nil {

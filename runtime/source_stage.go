@@ -29,6 +29,7 @@ type readResult struct {
 	// splits a SplitSource reported: before goes ahead of the batch (Reset,
 	// Added), after behind it (CaughtUp, Removed).
 	splitsBefore, splitsAfter pipeline.SplitChange
+	tasks                     map[string]int64 // a TaskSource's task offsets, with pos
 	err                       error
 }
 
@@ -87,6 +88,7 @@ func (s *sourceStage) run(ctx context.Context) error {
 	defer func() { cancelRead(); <-readerDone }()
 
 	pos := s.startPos
+	var tasks map[string]int64
 	var pending []AckFunc
 	in := reads
 	for {
@@ -94,7 +96,7 @@ func (s *sourceStage) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case req := <-s.trigger:
-			b := &barrier{id: req.id, final: req.final, position: pos, acks: pending, forwarded: s.forwarded}
+			b := &barrier{id: req.id, final: req.final, position: pos, acks: pending, forwarded: s.forwarded, tasks: tasks}
 			pending = nil
 			if !s.send(ctx, message{kind: msgBarrier, barrier: b, source: s.idx}) {
 				return nil
@@ -120,6 +122,9 @@ func (s *sourceStage) run(ctx context.Context) error {
 				return fmt.Errorf("%s: %w", s.id, rr.err)
 			}
 			pos = rr.pos
+			if rr.tasks != nil {
+				tasks = rr.tasks
+			}
 			if rr.ack != nil {
 				pending = append(pending, rr.ack)
 			}
@@ -217,6 +222,9 @@ func (s *sourceStage) readLoop(ctx context.Context, reads chan<- readResult) {
 			}
 			rr.pos = p
 			rr.ack = ack
+			if ts, ok := s.src.(pipeline.TaskSource); ok {
+				rr.tasks = ts.TaskOffsets()
+			}
 		case s.guarantee == pipeline.AtMostOnce:
 			if ack != nil {
 				if aerr := ack(ctx); aerr != nil {

@@ -93,6 +93,11 @@ type PostgresConfig struct {
 	// CommitsTable is weir's record of committed epochs (exactly_once);
 	// default weir_commits. It is created when missing.
 	CommitsTable string `yaml:"commits_table"`
+	// TasksTable keeps the truth of each input partition (offset and
+	// keyed state) when the pipeline reads a Kafka consumer group under
+	// exactly_once (see postgres_tasks.go); default weir_tasks. It is
+	// created when first needed.
+	TasksTable string `yaml:"tasks_table"`
 	// MaxBufferedRows bounds the rows buffered between flushes outside
 	// exactly_once; default 10000.
 	MaxBufferedRows int `yaml:"max_buffered_rows"`
@@ -111,7 +116,7 @@ type PostgresConfig struct {
 
 // NewPostgresConfig returns a PostgresConfig with its defaults.
 func NewPostgresConfig() *PostgresConfig {
-	return &PostgresConfig{CommitsTable: "weir_commits", MaxBufferedRows: 10000,
+	return &PostgresConfig{CommitsTable: "weir_commits", TasksTable: "weir_tasks", MaxBufferedRows: 10000,
 		ConnectTimeout: 10 * time.Second, MaxReconnectDelay: 10 * time.Second}
 }
 
@@ -125,6 +130,9 @@ func (c *PostgresConfig) Validate() error {
 	}
 	if _, err := pgTableIdent(c.Table); err != nil {
 		return err
+	}
+	if _, err := pgTableIdent(c.TasksTable); err != nil {
+		return fmt.Errorf("postgres: tasks_table: %w", err)
 	}
 	if _, err := pgTableIdent(c.CommitsTable); err != nil {
 		return fmt.Errorf("postgres: commits_table: %w", err)
@@ -258,9 +266,10 @@ func (c *PostgresConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	connCfg.RuntimeParams["application_name"] = "weir " + b.Component
 	table, _ := pgTableIdent(c.Table)
 	commits, _ := pgTableIdent(c.CommitsTable)
+	tasks, _ := pgTableIdent(c.TasksTable)
 	s := &pgSink{cfg: *c, connCfg: connCfg, safeDSN: pipeline.RedactURL(c.DSN), logger: b.Logger,
 		guarantee: b.Guarantee, pipeline: b.Pipeline, component: b.Component,
-		table: table, tableName: table.Sanitize(), commits: commits.Sanitize()}
+		table: table, tableName: table.Sanitize(), commits: commits.Sanitize(), tasksTable: tasks.Sanitize()}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -308,16 +317,18 @@ func (c *PostgresConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 // plan (immutable once published through plan) and, only while the plan is
 // being resolved, the connection: connMu serializes every use of conn.
 type pgSink struct {
-	cfg       PostgresConfig
-	connCfg   *pgx.ConnConfig
-	safeDSN   string
-	logger    *slog.Logger
-	guarantee pipeline.Guarantee
-	pipeline  string
-	component string
-	table     pgx.Identifier
-	tableName string // sanitized, for SQL and messages
-	commits   string // sanitized commits table
+	cfg        PostgresConfig
+	connCfg    *pgx.ConnConfig
+	safeDSN    string
+	logger     *slog.Logger
+	guarantee  pipeline.Guarantee
+	pipeline   string
+	component  string
+	table      pgx.Identifier
+	tableName  string // sanitized, for SQL and messages
+	commits    string // sanitized commits table
+	tasksTable string // sanitized tasks table
+	tasks      pgTasks
 
 	connMu    sync.Mutex // guards conn, tableCols, loadedTypes
 	conn      *pgx.Conn  // nil after a connection loss, until reconnected
@@ -910,18 +921,29 @@ func (s *pgSink) upsertSQL(p *pgPlan, n int) string {
 // PreCommit implements pipeline.Committer: it seals the epoch's staged
 // rows (fsync) and returns the token naming them.
 func (s *pgSink) PreCommit(_ context.Context, checkpoint uint64) ([]byte, error) {
+	t, err := s.seal(checkpoint)
+	if err != nil {
+		return nil, err
+	}
+	return s.marshalToken(t)
+}
+
+// seal seals the epoch's staged rows.
+func (s *pgSink) seal(checkpoint uint64) (stageToken, error) {
 	if s.stage == nil {
-		return nil, errors.New("postgres: PreCommit outside exactly_once")
+		return stageToken{}, errors.New("postgres: PreCommit outside exactly_once")
 	}
 	t, err := s.stage.Seal(checkpoint)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
+		return t, fmt.Errorf("postgres: %w", err)
 	}
 	if p := s.plan.Load(); p != nil && t.Records > 0 {
 		t.Columns = p.names
 	}
-	return json.Marshal(t)
+	return t, nil
 }
+
+func (s *pgSink) marshalToken(t stageToken) ([]byte, error) { return json.Marshal(t) }
 
 // Commit implements pipeline.Committer: in one transaction it records the
 // epoch in weir_commits and inserts its staged rows; when the epoch is
@@ -935,12 +957,14 @@ func (s *pgSink) Commit(ctx context.Context, token []byte) error {
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
-	if t.Records == 0 {
+	if t.Records == 0 && len(t.Tasks) == 0 {
 		return nil // nothing to make visible
 	}
-	p, err := s.planFor(ctx, t)
-	if err != nil {
-		return err
+	var p *pgPlan
+	if t.Records > 0 {
+		if p, err = s.planFor(ctx, t); err != nil {
+			return err
+		}
 	}
 	err = s.transact(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO `+s.commits+` (pipeline, component, epoch, token, rows) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
@@ -951,13 +975,18 @@ func (s *pgSink) Commit(ctx context.Context, token []byte) error {
 		if tag.RowsAffected() == 0 {
 			return errPGAlreadyCommitted
 		}
-		r, err := s.stage.Open(t)
-		if err != nil {
-			return fmt.Errorf("postgres: commit checkpoint %d: %w", t.Checkpoint, err)
-		}
-		defer r.Close()
-		if err := s.insert(ctx, tx, p, &pgStagedRows{r: r}); err != nil {
+		if err := s.commitTasks(ctx, tx, t); err != nil {
 			return err
+		}
+		if t.Records > 0 {
+			r, err := s.stage.Open(t)
+			if err != nil {
+				return fmt.Errorf("postgres: commit checkpoint %d: %w", t.Checkpoint, err)
+			}
+			defer r.Close()
+			if err := s.insert(ctx, tx, p, &pgStagedRows{r: r}); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM `+s.commits+` WHERE pipeline = $1 AND component = $2 AND epoch < $3`,
 			s.pipeline, s.component, int64(t.Checkpoint)); err != nil {
@@ -1024,7 +1053,14 @@ func (s *pgSink) Recover(ctx context.Context, token []byte) error {
 		return nil
 	}
 	if token != nil {
-		if err := s.Commit(ctx, token); err != nil {
+		err := s.Commit(ctx, token)
+		switch {
+		case errors.Is(err, pipeline.ErrFenced):
+			// A task of this epoch moved to another process while this one
+			// was down: the new owner resumed from the truth before it, and
+			// produces this epoch's output itself.
+			s.logger.Warn("postgres: the last checkpoint's epoch is discarded: its tasks are owned by a later generation", "err", err)
+		case err != nil:
 			return err
 		}
 	}

@@ -50,6 +50,9 @@ type stageToken struct {
 	// Columns names the values of each staged row (postgres), so that a
 	// restarted process commits them into the right columns.
 	Columns []string `json:"columns,omitempty"`
+	// Tasks are the task truths that commit with the epoch (postgres with
+	// tasks; see postgres_tasks.go).
+	Tasks []pgTaskCommit `json:"tasks,omitempty"`
 }
 
 // ID is a stable name for the epoch: "<checkpoint>-<nonce>".

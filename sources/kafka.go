@@ -267,7 +267,7 @@ func (c *KafkaConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 	if batch <= 0 {
 		batch = pipeline.DefaultBatchSize
 	}
-	s := &kafkaSource{cfg: *c, logger: logger, batch: batch, request: b.RequestCheckpoint,
+	s := &kafkaSource{cfg: *c, logger: logger, batch: batch, request: b.RequestCheckpoint, claim: b.ClaimTask,
 		parts: map[kafkaTP]*kafkaPartition{}, seek: map[kafkaTP]int64{},
 		ready: make(chan struct{}), commitWake: make(chan struct{}, 1), stopCommit: make(chan struct{}), commitDone: make(chan struct{})}
 	if s.cfg.PollTimeout == 0 {
@@ -384,6 +384,7 @@ type kafkaSource struct {
 	logger  *slog.Logger
 	batch   int
 	request func(context.Context) error // Build.RequestCheckpoint; nil outside the runtime
+	claim   pipeline.TaskClaimer        // Build.ClaimTask; nil: partitions are not tasks
 
 	cl  *kgo.Client // made by the first Read, after Seek; then never changes
 	adm *kadm.Client
@@ -403,6 +404,9 @@ type kafkaSource struct {
 	// resets the splits restored from a checkpoint).
 	splits   pipeline.SplitChange
 	assigned bool
+	// claimErr is a failed task claim: Read returns it, and the pipeline
+	// restarts (its partitions cannot be read without their truth).
+	claimErr error
 
 	// commitMu serializes offset commits to the group (the committer
 	// goroutine, the revoke callback, Close), so that a commit of an older
@@ -445,6 +449,12 @@ func (s *kafkaSource) Read(ctx context.Context, b *pipeline.Batch) (pipeline.Ack
 	}
 	if len(resets) > 0 {
 		s.applyResets(resets)
+	}
+	s.mu.Lock()
+	cerr := s.claimErr
+	s.mu.Unlock()
+	if cerr != nil {
+		return nil, cerr
 	}
 	n := fetches.NumRecords()
 	if n == 0 {
@@ -556,6 +566,49 @@ func (s *kafkaSource) applyResets(resets []*kgo.ErrDataLoss) {
 			st.next = r.ResetTo
 		}
 	}
+}
+
+// claimTasks claims every assigned partition as a task (when the runtime
+// made partitions tasks) in the current group generation, and returns the
+// start offsets the claims found. A claim that fails is returned as an
+// error: the runtime restarts the pipeline, and the group rebalances.
+func (s *kafkaSource) claimTasks(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[kafkaTP]int64, error) {
+	if s.claim == nil {
+		return nil, nil
+	}
+	_, gen := s.cl.GroupMetadata()
+	out := map[kafkaTP]int64{}
+	for t, ps := range offsets {
+		for p := range ps {
+			key := kafkaTP{t, p}
+			c, err := s.claim(ctx, kafkaSplit(key), int64(gen))
+			if err != nil {
+				return out, fmt.Errorf("kafka: claim task %s in generation %d: %w", kafkaSplit(key), gen, err)
+			}
+			if c.Found {
+				out[key] = c.Offset
+			}
+		}
+	}
+	return out, nil
+}
+
+// TaskOffsets implements pipeline.TaskSource: the next offset of every
+// owned partition (one being handed back included: the checkpoint before
+// the hand-over commits its truth). Nil when partitions are not tasks.
+func (s *kafkaSource) TaskOffsets() map[string]int64 {
+	if s.claim == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int64, len(s.parts))
+	for k, st := range s.parts {
+		if st.next >= 0 {
+			out[kafkaSplit(k)] = st.next
+		}
+	}
+	return out
 }
 
 // kafkaSplit is a partition's split name, as in Record.Split and Origin.
@@ -706,12 +759,19 @@ func (s *kafkaSource) adjust(ctx context.Context, offsets map[string]map[int32]k
 	}
 	s.mu.Unlock()
 	resolved := s.resolveStart(ctx, unknown)
+	claimed, cerr := s.claimTasks(ctx, offsets)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if cerr != nil && s.claimErr == nil {
+		s.claimErr = cerr
+	}
 	for _, key := range unknown {
 		if off, ok := resolved[key]; ok {
 			starts[key] = off
 		}
+	}
+	for key, off := range claimed {
+		starts[key] = off // the task's truth wins over the checkpoint and the group
 	}
 	for t, ps := range offsets {
 		for p := range ps {

@@ -1,0 +1,78 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/weirhq/weir/internal/kafkaconn"
+	"github.com/weirhq/weir/pipeline"
+)
+
+// tasks is a pipeline's task wiring (see pipeline.TaskState): on when the
+// pipeline runs exactly_once with a sink that keeps task truths and a
+// source whose splits are tasks.
+type tasks struct {
+	owner    string             // this process (data_dir), in claims
+	store    pipeline.TaskStore // the first TaskStore sink; set once sinks are built
+	restores taskRestores       // claimed states on their way to the task operators
+	logger   *slog.Logger
+}
+
+// newTasks returns the pipeline's task wiring, or nil when no sink of it
+// keeps tasks under its guarantee.
+func newTasks(spec *pipeline.Spec, dir string, logger *slog.Logger) (*tasks, error) {
+	if spec.Guarantee != pipeline.ExactlyOnce {
+		return nil, nil
+	}
+	keeps := false
+	for _, c := range spec.Sinks {
+		if tc, ok := c.Config.(pipeline.TaskStoreConfig); ok && tc.KeepsTasks(spec.Guarantee) {
+			keeps = true
+			break
+		}
+	}
+	if !keeps {
+		return nil, nil
+	}
+	owner, err := kafkaconn.ReadOrCreateID(filepath.Join(dir, "owner-id"), "weir-"+kafkaconn.Slug(spec.Name)+"-")
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %s: task owner id: %w", spec.Name, err)
+	}
+	return &tasks{owner: owner, logger: logger}, nil
+}
+
+func (t *tasks) hasSource(sources []*sourceStage) bool {
+	for _, s := range sources {
+		if _, ok := s.src.(pipeline.TaskSource); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// perTask reports whether op keeps keyed state per split: it then runs as
+// one instance per task.
+func (t *tasks) perTask(op pipeline.Operator) bool {
+	_, snap := op.(pipeline.Snapshotter)
+	_, spl := op.(pipeline.SplitHandler)
+	return snap && spl
+}
+
+// claim is pipeline.Build.ClaimTask: the store claims the task, and the
+// state it holds goes to the task operators, which apply it when the
+// source announces the task in band.
+func (t *tasks) claim(ctx context.Context, task string, gen int64) (pipeline.Claim, error) {
+	if t.store == nil {
+		return pipeline.Claim{}, errors.New("runtime: a task was claimed before the task store was built")
+	}
+	c, err := t.store.ClaimTask(ctx, task, gen, t.owner)
+	if err != nil {
+		return c, err
+	}
+	t.restores.put(task, c.States)
+	t.logger.Info("task claimed", "task", task, "generation", gen, "found", c.Found, "offset", c.Offset)
+	return c, nil
+}
