@@ -137,7 +137,7 @@ func TestWALCommands(t *testing.T) {
 	}
 	l.Close()
 	code, out, errOut := runCLI(t, "wal", "stat", dir)
-	if code != 0 || !strings.Contains(out, "1 segment(s)") {
+	if code != 0 || !strings.Contains(out, ": 1 segment, 2 records, ") {
 		t.Fatalf("wal stat: %d %s %s", code, out, errOut)
 	}
 	code, out, _ = runCLI(t, "wal", "dump", dir, "--from", "1")
