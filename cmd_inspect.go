@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
 
 	"github.com/weirhq/weir/runtime"
-	"github.com/weirhq/weir/wal"
 )
 
 // cmdCheckpoints lists each pipeline's stored checkpoints and prints the
@@ -46,41 +44,4 @@ func cmdCheckpoints(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s\n", out)
 	}
 	return nil
-}
-
-// cmdWAL inspects a write-ahead log directory.
-func cmdWAL(args []string, stdout io.Writer) error {
-	if len(args) < 2 {
-		return usageError{"wal: want `wal stat DIR` or `wal dump DIR [--from N]`"}
-	}
-	sub, dir, rest := args[0], args[1], args[2:]
-	switch sub {
-	case "stat":
-		if len(rest) > 0 {
-			return usageError{fmt.Sprintf("wal stat: unexpected argument %q", rest[0])}
-		}
-		segs, err := wal.Stat(dir)
-		if err != nil {
-			return err
-		}
-		var total int64
-		for _, s := range segs {
-			fmt.Fprintf(stdout, "%+v\n", s)
-			total += s.Size
-		}
-		fmt.Fprintf(stdout, "%d segment(s), %d bytes\n", len(segs), total)
-		return nil
-	case "dump":
-		fs := newFlags("wal dump")
-		from := fs.String("from", "0", "first index to dump")
-		if err := parseFlags(fs, rest); err != nil {
-			return err
-		}
-		n, err := strconv.ParseUint(*from, 10, 64)
-		if err != nil {
-			return usageError{fmt.Sprintf("wal dump: --from: %v", err)}
-		}
-		return wal.Dump(stdout, dir, n)
-	}
-	return usageError{fmt.Sprintf("wal: unknown subcommand %q", sub)}
 }

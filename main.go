@@ -4,6 +4,7 @@
 //	weir validate [-c pipelines.yaml]                   check a configuration, list every error
 //	weir checkpoints [-c pipelines.yaml] [--pipeline NAME]  show the last checkpoints
 //	weir wal stat|dump DIR [--from N]                   inspect a write-ahead log
+//	weir wal verify DIR [--repair [--yes]]              check a write-ahead log, truncate a torn tail
 //	weir test [-c pipelines.yaml] [--pipeline NAME]...  run the pipelines' `tests:`
 //	weir schema                                         print the JSON Schema of the YAML
 //	weir version                                        print the version
@@ -58,7 +59,14 @@ type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
+// run runs the command line args, with os.Stdin as its input, and returns
+// the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
+	return runInput(args, os.Stdin, stdout, stderr)
+}
+
+// runInput is run reading stdin, which only a confirmation question does.
+func runInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := "run"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
@@ -72,7 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "checkpoints":
 		err = cmdCheckpoints(args, stdout)
 	case "wal":
-		err = cmdWAL(args, stdout)
+		err = cmdWAL(args, stdin, stdout, stderr)
 	case "test":
 		err = cmdTest(args, stdout)
 	case "schema":
@@ -106,7 +114,7 @@ const usage = `usage:
   weir schema
   weir validate [-c FILE]
   weir checkpoints [-c FILE] [--pipeline NAME]
-  weir wal stat DIR | weir wal dump DIR [--from N]
+  weir wal stat DIR | weir wal dump DIR [--from N] | weir wal verify DIR [--repair [--yes]]
   weir version
 
 FILE defaults to ./pipelines.yaml. Exit codes: 0 ok, 1 invalid config or

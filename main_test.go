@@ -77,6 +77,49 @@ func TestValidateWarnsOfUnquotedTernary(t *testing.T) {
 	}
 }
 
+// TestValidateWarnsOfMQTTWithoutIDProperty: without id_property a
+// redelivered MQTT message cannot be recognised under exactly_once.
+func TestValidateWarnsOfMQTTWithoutIDProperty(t *testing.T) {
+	for _, c := range []struct {
+		source, guarantee string
+		warn              bool
+	}{
+		{"{url: 'tcp://127.0.0.1:1883', topics: [a/b]}", "exactly_once", true},
+		{"{url: 'tcp://127.0.0.1:1883', topics: [a/b], id_property: msg-id}", "exactly_once", false},
+		{"{url: 'tcp://127.0.0.1:1883', topics: [a/b], qos: 0}", "exactly_once", false},
+		{"{url: 'tcp://127.0.0.1:1883', topics: [a/b]}", "at_least_once", false},
+	} {
+		_, cfg := writeConfig(t, "pipelines:\n  - name: m\n    guarantee: "+c.guarantee+"\n    sources:\n      - mqtt: "+c.source+"\n    sinks: [{file: {path: DIR/o}}]\n")
+		code, out, errOut := runCLI(t, "validate", "-c", cfg)
+		if code != 0 || !strings.Contains(out, `pipeline "m" ok`) {
+			t.Fatalf("%s under %s: exit %d\n%s%s", c.source, c.guarantee, code, out, errOut)
+		}
+		want := cfg + `:5:9: warning: pipeline "m": mqtt source without ` + "`id_property`"
+		if got := strings.Contains(out, want) && strings.Contains(out, "processed twice") && strings.Contains(out, "set `id_property`"); got != c.warn {
+			t.Errorf("%s under %s: warning %v, want %v:\n%s", c.source, c.guarantee, got, c.warn, out)
+		}
+	}
+}
+
+// TestValidateWarnsOfAMQPUnderExactlyOnce: only messages with a
+// message-id are recognised when redelivered.
+func TestValidateWarnsOfAMQPUnderExactlyOnce(t *testing.T) {
+	for _, c := range []struct {
+		guarantee string
+		warn      bool
+	}{{"exactly_once", true}, {"at_least_once", false}} {
+		_, cfg := writeConfig(t, "pipelines:\n  - name: q\n    guarantee: "+c.guarantee+"\n    sources:\n      - amqp: {url: 'amqp://guest:guest@127.0.0.1:5672/', queue: tasks}\n    sinks: [{file: {path: DIR/o}}]\n")
+		code, out, errOut := runCLI(t, "validate", "-c", cfg)
+		if code != 0 || !strings.Contains(out, `pipeline "q" ok`) {
+			t.Fatalf("%s: exit %d\n%s%s", c.guarantee, code, out, errOut)
+		}
+		want := cfg + `:5:9: warning: pipeline "q": amqp source: `
+		if got := strings.Contains(out, want) && strings.Contains(out, "only if it carries a message-id") && strings.Contains(out, "set the message_id property"); got != c.warn {
+			t.Errorf("%s: warning %v, want %v:\n%s", c.guarantee, got, c.warn, out)
+		}
+	}
+}
+
 func TestValidateOK(t *testing.T) {
 	_, cfg := writeConfig(t, "pipelines:\n  - name: a\n    sources: [{file: {paths: [x.log]}}]\n    sinks: [{file: {path: DIR/o}}]\n")
 	code, out, errOut := runCLI(t, "validate", "-c", cfg)
@@ -137,7 +180,7 @@ func TestWALCommands(t *testing.T) {
 	}
 	l.Close()
 	code, out, errOut := runCLI(t, "wal", "stat", dir)
-	if code != 0 || !strings.Contains(out, "1 segment(s)") {
+	if code != 0 || !strings.Contains(out, ": 1 segment, 2 records, ") {
 		t.Fatalf("wal stat: %d %s %s", code, out, errOut)
 	}
 	code, out, _ = runCLI(t, "wal", "dump", dir, "--from", "1")

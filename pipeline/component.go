@@ -266,3 +266,14 @@ type SinkConfig interface {
 type Validator interface {
 	Validate() error
 }
+
+// GuaranteeWarner is implemented by source configurations that keep a
+// delivery guarantee only on a condition the configuration cannot check,
+// such as a setting of the publishers. GuaranteeWarning returns what a
+// user running the source under g should know, naming the key or setting
+// that closes the gap, or "" when there is nothing to say. The warning
+// lands in Config.Warnings: `weir validate` prints it and `weir run` logs
+// it.
+type GuaranteeWarner interface {
+	GuaranteeWarning(g Guarantee) string
+}

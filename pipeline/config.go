@@ -143,13 +143,15 @@ func (r *Registry) Load(file string, data []byte) (*Config, error) {
 	if len(l.errs) > 0 {
 		return nil, l.errs
 	}
+	cfg.Warnings = append(cfg.Warnings, l.warns...)
 	return cfg, nil
 }
 
 type loader struct {
-	file string
-	reg  *Registry
-	errs ConfigErrors
+	file  string
+	reg   *Registry
+	errs  ConfigErrors
+	warns []*ConfigError
 }
 
 func (l *loader) pos(n ast.Node) Pos {
@@ -368,6 +370,13 @@ func (l *loader) pipeline(n ast.Node) *Spec {
 			if c != nil && c.Entry != nil && !c.Entry.ExactlyOnce {
 				l.errs = append(l.errs, &ConfigError{Pos: c.Pos, Msg: fmt.Sprintf(
 					"pipeline %q: sink %q cannot commit idempotently, so exactly_once cannot be kept; use `guarantee: at_least_once`, or a sink that commits (file, kafka, postgres, parquet, arrow)", s.Name, c.Name)})
+			}
+		}
+	}
+	for _, c := range s.Sources {
+		if w, ok := c.Config.(GuaranteeWarner); ok {
+			if msg := w.GuaranteeWarning(s.Guarantee); msg != "" {
+				l.warns = append(l.warns, &ConfigError{Pos: c.Pos, Msg: fmt.Sprintf("pipeline %q: %s", s.Name, msg)})
 			}
 		}
 	}

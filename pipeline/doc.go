@@ -35,5 +35,6 @@
 // Optional capabilities are small interfaces found by type assertion:
 // Positioned (replayable sources), Snapshotter and Finisher (stateful
 // operators), Stateless (operators the runtime may run on every core),
-// Committer (two-phase-commit sinks), Flusher, RecordChecker.
+// Committer (two-phase-commit sinks), Flusher, RecordChecker; on
+// configurations, Validator and GuaranteeWarner (warnings for `validate`).
 package pipeline

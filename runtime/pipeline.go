@@ -131,6 +131,17 @@ func componentDir(pipeDir string, c *pipeline.Component) string {
 	return filepath.Join(pipeDir, r.Replace(c.ID))
 }
 
+// walOpenError adds to an error from opening the ingest WAL in dir, when
+// the log is damaged in the middle (a torn tail Open repairs by itself),
+// the command that reports the damage and what can be done about it.
+func walOpenError(dir string, err error) error {
+	var ce *wal.CorruptionError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	return fmt.Errorf("%w (the log is damaged in the middle, not torn at its end, so weir will not start on it: run `weir wal verify %s` for the report and what to do)", err, dir)
+}
+
 // built holds a pipeline's constructed components.
 type built struct {
 	sources []*sourceStage
@@ -300,9 +311,10 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 				}
 			}
 		} else if spec.Guarantee == pipeline.ExactlyOnce {
-			l, err := wal.Open(filepath.Join(bd.Dir, "wal"), wal.Options{Sync: walSync, Logger: bd.Logger})
+			walDir := filepath.Join(bd.Dir, "wal")
+			l, err := wal.Open(walDir, wal.Options{Sync: walSync, Logger: bd.Logger})
 			if err != nil {
-				return fmt.Errorf("%s: open ingest WAL: %w", bd.Component, err)
+				return fmt.Errorf("%s: open ingest WAL: %w", bd.Component, walOpenError(walDir, err))
 			}
 			b.wals = append(b.wals, l)
 			b.closers = append(b.closers, func(context.Context) error { return l.Close() })

@@ -18,6 +18,7 @@ import (
 	"github.com/weirhq/weir/pipeline"
 	"github.com/weirhq/weir/runtime"
 	_ "github.com/weirhq/weir/sinks"
+	"github.com/weirhq/weir/wal"
 )
 
 // countConfig is a test source emitting records {"i": 0..N-1}. With
@@ -315,6 +316,36 @@ func TestWALDropsRedeliveredIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantEvens(t, readLines(t, dir+"/out.jsonl"), 4000)
+}
+
+// An ingest WAL damaged in the middle stops the pipeline at start-up with
+// the damage and the command that reports it; nothing is skipped.
+func TestCorruptIngestWALStopsWithVerifyHint(t *testing.T) {
+	dir := t.TempDir()
+	if err := runOnce(t, load(t, config(dir, "{n: 4000, fail_after: 1500}", "exactly_once"))); err == nil {
+		t.Fatal("want the injected failure")
+	}
+	walDir := filepath.Join(dir, "data/t/sources-0-count/wal")
+	segs, _ := filepath.Glob(filepath.Join(walDir, "*.wal"))
+	if len(segs) != 1 {
+		t.Fatalf("WAL segments %v, want one", segs)
+	}
+	b, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[24+8+2] ^= 0xff // the first entry's payload; others follow it
+	if err := os.WriteFile(segs[0], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = runOnce(t, load(t, config(dir, "{n: 4000}", "exactly_once")))
+	var ce *wal.CorruptionError
+	if !errors.As(err, &ce) || ce.Offset != 24 {
+		t.Fatalf("restart on a damaged WAL: %v; want a *wal.CorruptionError at offset 24", err)
+	}
+	if want := "run `weir wal verify " + walDir + "`"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q lacks %q", err, want)
+	}
 }
 
 func TestGracefulStopTakesFinalCheckpoint(t *testing.T) {

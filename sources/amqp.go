@@ -140,6 +140,18 @@ func (c *AMQPConfig) Validate() error {
 	return nil
 }
 
+// GuaranteeWarning implements pipeline.GuaranteeWarner: under
+// exactly_once, a message the broker redelivers after a crash between the
+// WAL fsync and its acknowledgement is dropped only if it carries a
+// message-id; the source cannot know whether the publishers set one.
+func (c *AMQPConfig) GuaranteeWarning(g pipeline.Guarantee) string {
+	if g != pipeline.ExactlyOnce {
+		return ""
+	}
+	return "amqp source: a message that the broker redelivers after weir stopped between writing it to the WAL and acknowledging it is dropped as a duplicate only if it carries a message-id; " +
+		"have every publisher set the message_id property to a unique id per message (weir's amqp sink does), or messages without one may be processed twice"
+}
+
 // NewSource implements pipeline.SourceConfig. It connects before returning
 // (retrying transient failures for ConnectTimeout), so a wrong address,
 // refused credentials or a missing queue fail the start with a clear error.

@@ -92,6 +92,18 @@ func NewMQTTConfig() *MQTTConfig {
 		ConnectTimeout: 10 * time.Second, MaxReconnectDelay: 10 * time.Second, Linger: 5 * time.Millisecond}
 }
 
+// GuaranteeWarning implements pipeline.GuaranteeWarner: under
+// exactly_once, without id_property, a message the broker sends again
+// after a crash between the WAL fsync and its acknowledgement cannot be
+// recognised, so it is processed twice. QoS 0 messages are never sent again.
+func (c *MQTTConfig) GuaranteeWarning(g pipeline.Guarantee) string {
+	if g != pipeline.ExactlyOnce || c.IDProperty != "" || c.QoS == 0 {
+		return ""
+	}
+	return "mqtt source without `id_property`: MQTT messages carry no id, so one that the broker sends again after weir stopped between writing it to the WAL and acknowledging it is processed twice; " +
+		"set `id_property` to a user property that the publishers fill with a unique id per message, and such redeliveries are dropped"
+}
+
 // Validate implements pipeline.Validator.
 func (c *MQTTConfig) Validate() error {
 	if _, err := mqttconn.ParseURL(c.URL, c.TLS); err != nil {

@@ -73,16 +73,18 @@
 // A last segment whose header does not verify is torn if its bytes are a
 // prefix (possibly empty) of the header its name implies followed only by
 // zeros: it holds no records. Open truncates a torn tail, or re-creates a
-// segment with a torn header, fsyncs, and logs at Warn level.
+// segment with a torn header, fsyncs, and logs at Warn level. Verify
+// reports a torn tail without touching it; TruncateTornTail removes the
+// one Verify reported, as Open would.
 //
-// Anything else is corruption and makes Open, Stat and Readers return a
-// *CorruptionError naming the segment and byte offset; bytes are never
-// skipped silently. That includes a bad frame anywhere in a segment that is
-// not the last, a bad frame followed by further data, a bad or mismatched
-// segment header, and a missing segment: each segment's first index must
-// equal the previous segment's first index plus its record count. (A
-// missing first or last segment cannot be told apart from a truncated or
-// empty log.)
+// Anything else is corruption and makes Open, Verify, Stat and Readers
+// return a *CorruptionError naming the segment and byte offset; bytes are
+// never skipped silently. That includes a bad frame anywhere in a segment
+// that is not the last, a bad frame followed by further data, a bad or
+// mismatched segment header, and a missing segment: each segment's first
+// index must equal the previous segment's first index plus its record
+// count. (A missing first or last segment cannot be told apart from a
+// truncated or empty log.)
 //
 // # Durability
 //

@@ -23,33 +23,17 @@ type SegmentInfo struct {
 }
 
 // Stat verifies every segment in dir without modifying anything and
-// describes each, oldest first. On damage it returns the segments described
-// so far, including the damaged one with the records before the damage,
-// and a *CorruptionError. It is safe to call on a directory another process
-// is appending to.
+// describes each, oldest first: it returns Verify's Report.Segments, and
+// for a directory without segments, none and no error. On damage it returns
+// the segments described so far, including the damaged one with the
+// records before the damage, and a *CorruptionError. It is safe to call on
+// a directory another process is appending to.
 func Stat(dir string) ([]SegmentInfo, error) {
-	segs, err := listSegments(dir)
-	if err != nil {
-		return nil, err
+	r, err := Verify(dir)
+	if errors.Is(err, ErrNotLog) {
+		return nil, nil
 	}
-	infos := make([]SegmentInfo, 0, len(segs))
-	var want uint64
-	for i, first := range segs {
-		sc, err := scanSegment(dir, first, i == len(segs)-1)
-		info := SegmentInfo{Path: segmentPath(dir, first), FirstIndex: first, Records: sc.records, Size: sc.size}
-		if sc.torn != nil {
-			info.TornBytes = sc.size - sc.end
-		}
-		infos = append(infos, info)
-		if err != nil {
-			return infos, err
-		}
-		if i > 0 && first != want {
-			return infos, gapError(first, want)
-		}
-		want = first + sc.records
-	}
-	return infos, nil
+	return r.Segments, err
 }
 
 // Dump writes the records of the log in dir from index from on to w, one

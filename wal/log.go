@@ -187,11 +187,11 @@ func (l *Log) recover() error {
 			}
 		}
 	}
-	segs, err := listSegments(l.dir)
+	ls, err := scanLog(l.dir)
 	if err != nil {
 		return err
 	}
-	if len(segs) == 0 {
+	if len(ls.segs) == 0 {
 		f, err := l.createSegment(0)
 		if err != nil {
 			return err
@@ -204,55 +204,25 @@ func (l *Log) recover() error {
 	}
 
 	var total int64
-	var want uint64
-	var tail segScan
-	for i, first := range segs {
-		last := i == len(segs)-1
-		sc, err := scanSegment(l.dir, first, last)
-		if err != nil {
-			return err
-		}
-		if i > 0 && first != want {
-			return gapError(first, want)
-		}
-		want = first + sc.records
+	segs := make([]uint64, len(ls.segs))
+	for i, sc := range ls.segs {
+		segs[i] = sc.first
 		total += sc.size
-		tail = sc
 	}
-
-	first := segs[len(segs)-1]
-	path := segmentPath(l.dir, first)
-	end := tail.end
+	tail := ls.segs[len(ls.segs)-1]
+	first := tail.first
 	var f *os.File
-	switch {
-	case tail.torn != nil && tail.end == 0:
-		// Torn header: re-create the segment empty, atomically.
-		l.log.Warn("wal: re-creating segment with torn header", "segment", first, "bytes", tail.size, "reason", tail.torn)
-		f, err = l.createSegment(first)
+	end := tail.end
+	if tail.torn != nil {
+		f, end, err = l.cutTornTail(tail)
+	} else {
+		f, err = os.OpenFile(segmentPath(l.dir, first), os.O_WRONLY, 0)
 		if err != nil {
-			return err
+			err = fmt.Errorf("wal: open segment %d: %w", first, err)
 		}
-		end = headerSize
-	case tail.torn != nil:
-		f, err = os.OpenFile(path, os.O_WRONLY, 0)
-		if err != nil {
-			return fmt.Errorf("wal: open segment %d: %w", first, err)
-		}
-		if err := f.Truncate(end); err != nil {
-			f.Close()
-			return fmt.Errorf("wal: truncate torn tail of segment %d: %w", first, err)
-		}
-		if err := l.fsync(f); err != nil {
-			f.Close()
-			return fmt.Errorf("wal: sync segment %d: %w", first, err)
-		}
-		l.log.Warn("wal: truncated torn tail", "segment", first, "offset", end,
-			"bytes", tail.size-end, "records", tail.records, "reason", tail.torn)
-	default:
-		f, err = os.OpenFile(path, os.O_WRONLY, 0)
-		if err != nil {
-			return fmt.Errorf("wal: open segment %d: %w", first, err)
-		}
+	}
+	if err != nil {
+		return err
 	}
 	if _, err := f.Seek(end, io.SeekStart); err != nil {
 		f.Close()
@@ -261,7 +231,7 @@ func (l *Log) recover() error {
 	l.setFile(first, f, end)
 	l.segs = segs
 	l.size.Store(total - tail.size + end)
-	l.finishRecovery(want)
+	l.finishRecovery(ls.next)
 	return nil
 }
 

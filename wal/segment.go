@@ -309,3 +309,36 @@ func tornHeader(path string, first uint64) bool {
 		}
 	}
 }
+
+// logScan is what verifying every segment of a log directory found.
+type logScan struct {
+	segs []segScan // oldest first; on damage, the damaged segment is last
+	next uint64    // index after the last record readable in order
+}
+
+// scanLog verifies every segment of dir in index order, as Open does, and
+// checks that each segment starts where its predecessor ends. It modifies
+// nothing. On damage it returns the segments scanned, the damaged one
+// included, with a *CorruptionError.
+func scanLog(dir string) (logScan, error) {
+	firsts, err := listSegments(dir)
+	if err != nil {
+		return logScan{}, err
+	}
+	var ls logScan
+	for i, first := range firsts {
+		sc, err := scanSegment(dir, first, i == len(firsts)-1)
+		ls.segs = append(ls.segs, sc)
+		contiguous := i == 0 || first == ls.next
+		if contiguous {
+			ls.next = first + sc.records
+		}
+		if err != nil {
+			return ls, err
+		}
+		if !contiguous {
+			return ls, gapError(first, ls.next)
+		}
+	}
+	return ls, nil
+}
