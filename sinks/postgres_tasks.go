@@ -70,6 +70,30 @@ func (s *pgSink) createTasksTable(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
+// ensureTasksTable creates the tasks table once, outside any transaction
+// (a concurrent creation by another process fails a transaction).
+func (s *pgSink) ensureTasksTable(ctx context.Context) error {
+	s.tasks.mu.Lock()
+	created := s.tasks.created
+	s.tasks.mu.Unlock()
+	if created {
+		return nil
+	}
+	s.connMu.Lock()
+	conn, err := s.connection(ctx)
+	if err == nil {
+		err = s.createTasksTable(ctx, conn)
+	}
+	s.connMu.Unlock()
+	if err != nil {
+		return err
+	}
+	s.tasks.mu.Lock()
+	s.tasks.created = true
+	s.tasks.mu.Unlock()
+	return nil
+}
+
 // ClaimTask implements pipeline.TaskStore.
 func (s *pgSink) ClaimTask(ctx context.Context, task string, gen int64, owner string) (pipeline.Claim, error) {
 	if s.stage == nil {
@@ -80,18 +104,10 @@ func (s *pgSink) ClaimTask(ctx context.Context, task string, gen int64, owner st
 		state map[string][]byte
 		got   bool
 	)
+	if err := s.ensureTasksTable(ctx); err != nil {
+		return pipeline.Claim{}, err
+	}
 	err := s.transact(ctx, func(tx pgx.Tx) error {
-		s.tasks.mu.Lock()
-		created := s.tasks.created
-		s.tasks.mu.Unlock()
-		if !created {
-			if err := s.createTasksTable(ctx, tx.Conn()); err != nil {
-				return err
-			}
-			s.tasks.mu.Lock()
-			s.tasks.created = true
-			s.tasks.mu.Unlock()
-		}
 		rows, err := tx.Query(ctx, `INSERT INTO `+s.tasksTable+` AS t (pipeline, component, task, generation, owner, next_offset)
 			VALUES ($1, $2, $3, $4, $5, -1)
 			ON CONFLICT (pipeline, component, task) DO UPDATE SET generation = EXCLUDED.generation, owner = EXCLUDED.owner, updated_at = now()
