@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -161,13 +159,9 @@ func (s *pgSink) PreCommitTasks(ctx context.Context, checkpoint uint64, tasks []
 		c.base = ts.Offset
 		s.tasks.claims[ts.Task] = c
 	}
-	// Tasks handed back since the last checkpoint are not in tasks: forget
-	// their claims.
-	for _, task := range slices.Collect(maps.Keys(s.tasks.claims)) {
-		if !slices.ContainsFunc(tasks, func(ts pipeline.TaskState) bool { return ts.Task == task }) {
-			delete(s.tasks.claims, task)
-		}
-	}
+	// A claim of a task handed back stays (one per partition at most): a
+	// claim made while this checkpoint was on its way is not in tasks yet,
+	// and a later claim of the task replaces it.
 	s.tasks.mu.Unlock()
 	return s.marshalToken(t)
 }
