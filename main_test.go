@@ -191,3 +191,27 @@ func TestWALCommands(t *testing.T) {
 		t.Fatalf("wal explode: exit %d", code)
 	}
 }
+
+// TestValidateWarnsOfPerPartitionKeys: when partitions are tasks, keyed
+// state is per partition, and weir cannot see how the topic is keyed.
+func TestValidateWarnsOfPerPartitionKeys(t *testing.T) {
+	for _, c := range []struct {
+		sink, guarantee string
+		warn            bool
+	}{
+		{"{postgres: {dsn: 'postgres://127.0.0.1:5432/test', table: t, upsert_on: [window_start, service]}}", "exactly_once", true},
+		{"{postgres: {dsn: 'postgres://127.0.0.1:5432/test', table: t}}", "at_least_once", false},
+		{"{file: {path: DIR/o}}", "exactly_once", false},
+	} {
+		_, cfg := writeConfig(t, "pipelines:\n  - name: a\n    guarantee: "+c.guarantee+"\n"+
+			"    sources: [{kafka: {brokers: ['127.0.0.1:9092'], topics: [logs], group: g}}]\n"+
+			"    operators:\n      - window: {tumbling: 1m, group_by: [service], aggregate: {n: count()}}\n"+
+			"    sinks: ["+c.sink+"]\n")
+		code, out, errOut := runCLI(t, "validate", "-c", cfg)
+		warned := strings.Contains(out, cfg+":6:9: warning: pipeline \"a\": operators[0]/window keeps its state per Kafka partition") &&
+			strings.Contains(out, "every record with the same group_by [service] must be in one partition")
+		if code != 0 || warned != c.warn {
+			t.Errorf("%s under %s: exit %d, warned %v, want %v\n%s%s", c.sink, c.guarantee, code, warned, c.warn, out, errOut)
+		}
+	}
+}

@@ -94,6 +94,15 @@ func (c *DedupeConfig) Validate() error {
 	return nil
 }
 
+
+// KeyedBy implements pipeline.KeyedConfig.
+func (c *DedupeConfig) KeyedBy() string {
+	if c.Key == nil {
+		return ""
+	}
+	return "key " + strings.TrimSpace(c.Key.Source)
+}
+
 // NewOperator implements pipeline.OperatorConfig.
 func (c *DedupeConfig) NewOperator(b pipeline.Build) (pipeline.Operator, error) {
 	if c.Key == nil || c.Horizon <= 0 {

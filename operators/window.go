@@ -406,6 +406,19 @@ func (c *WindowConfig) check() error {
 	return c.checkNames()
 }
 
+
+// KeyedBy implements pipeline.KeyedConfig.
+func (c *WindowConfig) KeyedBy() string {
+	if len(c.GroupBy) == 0 {
+		return ""
+	}
+	names := make([]string, len(c.GroupBy))
+	for i, g := range c.GroupBy {
+		names[i] = g.Name
+	}
+	return "group_by [" + strings.Join(names, ", ") + "]"
+}
+
 // NewOperator implements pipeline.OperatorConfig.
 func (c *WindowConfig) NewOperator(b pipeline.Build) (pipeline.Operator, error) {
 	if err := c.check(); err != nil {

@@ -373,6 +373,7 @@ func (l *loader) pipeline(n ast.Node) *Spec {
 			}
 		}
 	}
+	l.warnTaskKeys(s)
 	for _, c := range s.Sources {
 		if w, ok := c.Config.(GuaranteeWarner); ok {
 			if msg := w.GuaranteeWarning(s.Guarantee); msg != "" {
@@ -381,6 +382,34 @@ func (l *loader) pipeline(n ast.Node) *Spec {
 		}
 	}
 	return s
+}
+
+// warnTaskKeys warns, for a pipeline whose partitions are tasks, that
+// keyed state is kept per partition: weir cannot see how the producer
+// partitioned the topic.
+func (l *loader) warnTaskKeys(s *Spec) {
+	tasks := false
+	for _, c := range s.Sinks {
+		if tc, ok := c.Config.(TaskStoreConfig); ok && tc.KeepsTasks(s.Guarantee) {
+			tasks = true
+		}
+	}
+	src := false
+	for _, c := range s.Sources {
+		if tc, ok := c.Config.(TaskSourceConfig); ok && tc.SplitsAreTasks() {
+			src = true
+		}
+	}
+	if !tasks || !src {
+		return
+	}
+	for _, c := range s.Operators {
+		if k, ok := c.Config.(KeyedConfig); ok && k.KeyedBy() != "" {
+			l.warns = append(l.warns, &ConfigError{Pos: c.Pos, Msg: fmt.Sprintf(
+				"pipeline %q: %s keeps its state per Kafka partition (each partition is a task): every record with the same %s must be in one partition, as when the producer keys records by it; a key split over partitions gives one partial result per partition",
+				s.Name, c.ID, k.KeyedBy())})
+		}
+	}
 }
 
 func valueOr(p pair) ast.Node {

@@ -75,3 +75,16 @@ type TaskClaimer func(ctx context.Context, task string, gen int64) (Claim, error
 type TaskStoreConfig interface {
 	KeepsTasks(g Guarantee) bool
 }
+
+// TaskSourceConfig is implemented by source configurations whose splits
+// become tasks when a sink keeps tasks (a Kafka consumer group).
+type TaskSourceConfig interface {
+	SplitsAreTasks() bool
+}
+
+// KeyedConfig is implemented by configurations of operators that keep
+// state by key (windows, dedupe): KeyedBy describes the key for messages
+// ("group_by [service]"); empty when the state is not keyed.
+type KeyedConfig interface {
+	KeyedBy() string
+}

@@ -174,6 +174,10 @@ type KafkaConfig struct {
 	startTime time.Time // for time
 }
 
+// SplitsAreTasks implements pipeline.TaskSourceConfig: with a sink that
+// keeps tasks, every partition is a task.
+func (c *KafkaConfig) SplitsAreTasks() bool { return true }
+
 // NewKafkaConfig returns a KafkaConfig with its defaults.
 func NewKafkaConfig() *KafkaConfig {
 	return &KafkaConfig{StartAt: "committed", IsolationLevel: "read_committed", StaticMembership: true,
