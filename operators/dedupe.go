@@ -94,7 +94,6 @@ func (c *DedupeConfig) Validate() error {
 	return nil
 }
 
-
 // KeyedBy implements pipeline.KeyedConfig.
 func (c *DedupeConfig) KeyedBy() string {
 	if c.Key == nil {

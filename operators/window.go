@@ -406,7 +406,6 @@ func (c *WindowConfig) check() error {
 	return c.checkNames()
 }
 
-
 // KeyedBy implements pipeline.KeyedConfig.
 func (c *WindowConfig) KeyedBy() string {
 	if len(c.GroupBy) == 0 {
