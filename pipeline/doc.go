@@ -33,8 +33,12 @@
 // after which `- upper: { field: msg }` works in any pipeline.
 //
 // Optional capabilities are small interfaces found by type assertion:
-// Positioned (replayable sources), Snapshotter and Finisher (stateful
-// operators), Stateless (operators the runtime may run on every core),
-// Committer (two-phase-commit sinks), Flusher, RecordChecker; on
-// configurations, Validator and GuaranteeWarner (warnings for `validate`).
+// Positioned (replayable sources), SplitSource (sources that read several
+// splits at once: Kafka partitions, files; Record.Split), TaskSource (splits
+// that are scale-out tasks), Snapshotter and Finisher (stateful operators),
+// SplitHandler (operators with per-split watermarks), Stateless (operators
+// the runtime may run on every core), Committer (two-phase-commit sinks),
+// TaskStore (sinks that keep task truths: task.go), Flusher,
+// RecordChecker; on configurations, Validator, GuaranteeWarner (warnings
+// for `validate`), TaskStoreConfig, TaskSourceConfig and KeyedConfig.
 package pipeline
