@@ -4,6 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
 
 	"github.com/weirhq/weir/runtime"
 )
@@ -42,6 +46,19 @@ func cmdCheckpoints(args []string, stdout io.Writer) error {
 		}
 		out, _ := json.MarshalIndent(c, "", "  ")
 		fmt.Fprintf(stdout, "%s\n", out)
+		if tasks := c.Tasks(); len(tasks) > 0 {
+			fmt.Fprintf(stdout, "tasks of checkpoint %d (their truth is in the sink's tasks table once committed):\n", c.ID)
+			w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(w, "  task\tnext offset\tgeneration\towner\tstate bytes")
+			for _, t := range tasks {
+				var sizes []string
+				for _, id := range slices.Sorted(maps.Keys(t.StateBytes)) {
+					sizes = append(sizes, fmt.Sprintf("%s=%d", id, t.StateBytes[id]))
+				}
+				fmt.Fprintf(w, "  %s\t%d\t%d\t%s\t%s\n", t.Task, t.Offset, t.Generation, t.Owner, strings.Join(sizes, " "))
+			}
+			w.Flush()
+		}
 	}
 	return nil
 }

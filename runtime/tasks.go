@@ -2,10 +2,13 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
+	"slices"
 
 	"github.com/weirhq/weir/internal/kafkaconn"
 	"github.com/weirhq/weir/pipeline"
@@ -75,4 +78,60 @@ func (t *tasks) claim(ctx context.Context, task string, gen int64) (pipeline.Cla
 	t.restores.put(task, c.States)
 	t.logger.Info("task claimed", "task", task, "generation", gen, "found", c.Found, "offset", c.Offset)
 	return c, nil
+}
+
+// TaskSummary is what a checkpoint says of one task: its offset, the
+// claim its truth is committed under, and its state size per operator.
+type TaskSummary struct {
+	Task       string
+	Offset     int64
+	Generation int64
+	Owner      string
+	StateBytes map[string]int // operator id → bytes
+}
+
+// Tasks summarizes the tasks of a checkpoint: the truths its task-keeping
+// sink's token carries, and each per-task operator's state sizes. Nil when
+// the pipeline has no tasks.
+func (c *Checkpoint) Tasks() []TaskSummary {
+	byTask := map[string]*TaskSummary{}
+	get := func(task string) *TaskSummary {
+		ts := byTask[task]
+		if ts == nil {
+			ts = &TaskSummary{Task: task, Offset: -1, StateBytes: map[string]int{}}
+			byTask[task] = ts
+		}
+		return ts
+	}
+	for _, s := range c.Sinks {
+		var tok struct {
+			Tasks []struct {
+				Task       string `json:"task"`
+				Offset     int64  `json:"offset"`
+				Generation int64  `json:"generation"`
+				Owner      string `json:"owner"`
+			} `json:"tasks"`
+		}
+		if json.Unmarshal(s.State, &tok) != nil {
+			continue
+		}
+		for _, t := range tok.Tasks {
+			ts := get(t.Task)
+			ts.Offset, ts.Generation, ts.Owner = t.Offset, t.Generation, t.Owner
+		}
+	}
+	for _, o := range c.Operators {
+		var st taskOperatorState
+		if json.Unmarshal(o.State, &st) != nil {
+			continue
+		}
+		for task, b := range st.Tasks {
+			get(task).StateBytes[o.ID] = len(b)
+		}
+	}
+	out := make([]TaskSummary, 0, len(byTask))
+	for _, task := range slices.Sorted(maps.Keys(byTask)) {
+		out = append(out, *byTask[task])
+	}
+	return out
 }
