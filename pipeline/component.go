@@ -48,6 +48,10 @@ type Build struct {
 	// before reading it, and starts at the claim's offset when one was
 	// found. Nil when the pipeline has no TaskStore sink.
 	ClaimTask TaskClaimer
+	// KeepTasks is set on the one sink that keeps the pipeline's task
+	// truths (a TaskStore whose configuration said KeepsTasks): it must
+	// lay out its staging for that before the first Recover.
+	KeepTasks bool
 }
 
 // MkDir creates b.Dir (and parents) and returns it.

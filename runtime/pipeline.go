@@ -386,8 +386,9 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 		lastTask.last = true
 	}
 
-	mkSink := func(c *pipeline.Component, idx int, cs *ComponentStats) (*sinkStage, error) {
+	mkSink := func(c *pipeline.Component, idx int, cs *ComponentStats, keepTasks bool) (*sinkStage, error) {
 		bd := mk(c, idx)
+		bd.KeepTasks = keepTasks
 		sk, err := c.Config.(pipeline.SinkConfig).NewSink(bd)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", c.Pos, c.ID, err)
@@ -399,7 +400,11 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 		s.checker, _ = sk.(pipeline.RecordChecker)
 		if cm, ok := sk.(pipeline.Committer); ok && spec.Guarantee == pipeline.ExactlyOnce {
 			s.committer = cm
-			if ts, ok := sk.(pipeline.TaskStore); ok && tk != nil && tk.store == nil {
+			if keepTasks {
+				ts, ok := sk.(pipeline.TaskStore)
+				if !ok {
+					return nil, fmt.Errorf("%s: its configuration keeps tasks, and the sink is not a TaskStore", bd.Component)
+				}
 				s.tasks, tk.store = ts, ts
 			}
 			tok := state(func(c *Checkpoint) []ComponentState { return c.Sinks }, c.ID)
@@ -412,14 +417,14 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 	for i, c := range spec.Sinks {
 		cs := &ComponentStats{ID: c.ID}
 		stats.Sinks = append(stats.Sinks, cs)
-		s, err := mkSink(c, i, cs)
+		s, err := mkSink(c, i, cs, tk != nil && tk.index == i)
 		if err != nil {
 			return err
 		}
 		b.sinks = append(b.sinks, s)
 	}
 	if spec.DeadLetter != nil {
-		s, err := mkSink(spec.DeadLetter, len(spec.Sinks), &stats.DeadLetter)
+		s, err := mkSink(spec.DeadLetter, len(spec.Sinks), &stats.DeadLetter, false)
 		if err != nil {
 			return err
 		}

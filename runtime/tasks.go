@@ -19,7 +19,8 @@ import (
 // source whose splits are tasks.
 type tasks struct {
 	owner    string             // this process (data_dir), in claims
-	store    pipeline.TaskStore // the first TaskStore sink; set once sinks are built
+	index    int                // the sink (in spec.Sinks) that keeps the truths
+	store    pipeline.TaskStore // that sink; set once sinks are built
 	restores taskRestores       // claimed states on their way to the task operators
 	logger   *slog.Logger
 }
@@ -30,21 +31,18 @@ func newTasks(spec *pipeline.Spec, dir string, logger *slog.Logger) (*tasks, err
 	if spec.Guarantee != pipeline.ExactlyOnce {
 		return nil, nil
 	}
-	keeps := false
-	for _, c := range spec.Sinks {
-		if tc, ok := c.Config.(pipeline.TaskStoreConfig); ok && tc.KeepsTasks(spec.Guarantee) {
-			keeps = true
-			break
-		}
-	}
-	if !keeps {
+	index := slices.IndexFunc(spec.Sinks, func(c *pipeline.Component) bool {
+		tc, ok := c.Config.(pipeline.TaskStoreConfig)
+		return ok && tc.KeepsTasks(spec.Guarantee)
+	})
+	if index < 0 {
 		return nil, nil
 	}
 	owner, err := kafkaconn.ReadOrCreateID(filepath.Join(dir, "owner-id"), "weir-"+kafkaconn.Slug(spec.Name)+"-")
 	if err != nil {
 		return nil, fmt.Errorf("runtime: %s: task owner id: %w", spec.Name, err)
 	}
-	return &tasks{owner: owner, logger: logger}, nil
+	return &tasks{owner: owner, index: index, logger: logger}, nil
 }
 
 func (t *tasks) hasSource(sources []*sourceStage) bool {

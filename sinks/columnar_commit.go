@@ -34,6 +34,9 @@ type columnarToken struct {
 	Checkpoint uint64      `json:"checkpoint"`
 	Files      []tokenFile `json:"files"`
 	Schema     string      `json:"schema,omitempty"`
+	// Tasks are the manifest entries of a sink that keeps tasks (see
+	// columnar_tasks.go); their files are in the entries, not in Files.
+	Tasks []columnarTaskEntry `json:"tasks,omitempty"`
 }
 
 type tokenFile struct {

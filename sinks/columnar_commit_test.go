@@ -21,6 +21,16 @@ type commitHarness struct {
 	name    string
 	newSink func(t *testing.T, out, data string, g pipeline.Guarantee) *ColumnarSink
 	read    func(t testing.TB, path string) []map[string]any
+	config  func(t *testing.T, out string) pipeline.SinkConfig
+}
+
+// newSinkWith builds the harness's sink with b.
+func (h commitHarness) newSinkWith(t *testing.T, out string, b pipeline.Build) *ColumnarSink {
+	s, err := h.config(t, out).NewSink(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.(*ColumnarSink)
 }
 
 var commitHarnesses = []commitHarness{
@@ -38,6 +48,13 @@ var commitHarnesses = []commitHarness{
 			return s.(*ColumnarSink)
 		},
 		read: func(t testing.TB, path string) []map[string]any { _, rows := readParquet(t, path); return rows },
+		config: func(t *testing.T, out string) pipeline.SinkConfig {
+			cfg := NewParquetConfig()
+			cfg.Path = out
+			cfg.Schema = mustSchema(t, "struct<day: string!, n: int64!>")
+			cfg.PartitionBy, _ = pipeline.CompileTemplate("day={{ day }}", pipeline.Pos{})
+			return cfg
+		},
 	},
 	{
 		name: "arrow",
@@ -53,6 +70,13 @@ var commitHarnesses = []commitHarness{
 			return s.(*ColumnarSink)
 		},
 		read: func(t testing.TB, path string) []map[string]any { _, rows := readArrowFile(t, path); return rows },
+		config: func(t *testing.T, out string) pipeline.SinkConfig {
+			cfg := NewArrowConfig()
+			cfg.Path = out
+			cfg.Schema = mustSchema(t, "struct<day: string!, n: int64!>")
+			cfg.PartitionBy, _ = pipeline.CompileTemplate("day={{ day }}", pipeline.Pos{})
+			return cfg
+		},
 	},
 }
 

@@ -237,6 +237,8 @@ type ColumnarSink struct {
 	seqs     map[string]int
 	closed   bool
 	failed   error // a write error that left a part unusable
+
+	tasks *columnarTasks // set when the sink keeps the pipeline's tasks
 }
 
 type recordGroup struct {
@@ -310,6 +312,14 @@ func newColumnarSink(b pipeline.Build, o ColumnarOptions, f columnarFormat) (*Co
 		// Staged names must not repeat across restarts: a previous run's
 		// staged files wait for Recover.
 		s.runID = strconv.FormatInt(start.UnixNano(), 36)
+		if b.KeepTasks {
+			if o.Path == "-" {
+				return nil, fmt.Errorf("%s: a sink that streams to stdout cannot keep tasks", name)
+			}
+			if err := s.setUpTasks(); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return s, nil
 }
@@ -407,7 +417,11 @@ func (s *ColumnarSink) Write(ctx context.Context, b *pipeline.Batch) error {
 		return nil
 	}
 	st := s.schema.get(b.Records[0])
-	groups, err := s.group(b.Records)
+	group := s.group
+	if s.tasks != nil {
+		group = s.groupTasks
+	}
+	groups, err := group(b.Records)
 	if err != nil {
 		return err
 	}
@@ -433,7 +447,7 @@ func (s *ColumnarSink) Write(ctx context.Context, b *pipeline.Batch) error {
 			}
 		}
 	}
-	if s.tmpl != nil {
+	if s.tmpl != nil || s.tasks != nil {
 		for i := range groups {
 			clear(groups[i].recs) // do not keep records alive until the next Write
 			groups[i].recs = groups[i].recs[:0]
@@ -712,6 +726,14 @@ func (s *ColumnarSink) Commit(ctx context.Context, token []byte) error {
 	if tok.Sink != s.b.Component {
 		return fmt.Errorf("%s: commit: the token belongs to sink %q, not %q", s.name, tok.Sink, s.b.Component)
 	}
+	if len(tok.Tasks) > 0 {
+		if s.tasks == nil {
+			return fmt.Errorf("%s: commit checkpoint %d: the token holds tasks, and this sink does not keep them", s.name, tok.Checkpoint)
+		}
+		if err := s.commitTasks(tok); err != nil {
+			return fmt.Errorf("%s: commit checkpoint %d: %w", s.name, tok.Checkpoint, err)
+		}
+	}
 	if err := s.commit(ctx, tok); err != nil {
 		return fmt.Errorf("%s: commit checkpoint %d: %w", s.name, tok.Checkpoint, err)
 	}
@@ -782,6 +804,20 @@ func (s *ColumnarSink) Recover(ctx context.Context, token []byte) error {
 				return fmt.Errorf("%s: recover: schema in token: %v", s.name, err)
 			}
 			s.schema.cur.Store(newSchemaState(&ColumnarSchema{Fields: t.Fields, Inferred: true}))
+		}
+		if len(tok.Tasks) > 0 {
+			err := errors.New("the token holds tasks, and this sink does not keep them")
+			if s.tasks != nil {
+				err = s.commitTasks(tok)
+			}
+			switch {
+			case errors.Is(err, pipeline.ErrFenced):
+				// Tasks that moved while this process was down: their new
+				// owners resumed from the truth before this epoch.
+				s.logger.Warn(s.name+": the last checkpoint's entries of tasks now owned by a later generation are discarded", "err", err)
+			case err != nil:
+				return fmt.Errorf("%s: recover checkpoint %d: %w", s.name, tok.Checkpoint, err)
+			}
 		}
 		if err := s.commit(ctx, tok); err != nil {
 			return fmt.Errorf("%s: recover checkpoint %d: %w", s.name, tok.Checkpoint, err)
