@@ -85,24 +85,11 @@ func (f *taskFeed) flush(ctx context.Context) error {
 	return f.cl.ProduceSync(ctx, recs...).FirstErr()
 }
 
-// TestPostgresTasksKill is the scale-out kill test: three weir processes
-// (separate data_dirs, as on separate machines) in one consumer group read
-// a 6-partition topic keyed by service and count per-minute windows into
-// one PostgreSQL table with upsert. Processes are killed with SIGKILL at
-// random moments (rebalances included), some stay down past the session
-// timeout so their partitions move with their window state, and the group
-// is scaled 3 → 2 → 3. At the end every (window, service) row holds
-// exactly what a GROUP BY over the input gives, and nothing was
-// dead-lettered.
+// TestPostgresTasksKill runs tasksKillTest into PostgreSQL with upsert:
+// the tasks' truths are in weir_tasks, in the rows' transactions.
 func TestPostgresTasksKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kill tests build the weir binary; skipped with -short")
-	}
-	kills := 20
-	if s := os.Getenv("WEIR_CRASH_KILLS"); s != "" {
-		if n, err := strconv.Atoi(s); err == nil && n > 0 {
-			kills = n
-		}
 	}
 	dsn := testservices.Postgres(t)
 	db, err := pgx.Connect(context.Background(), dsn)
@@ -121,6 +108,43 @@ func TestPostgresTasksKill(t *testing.T) {
 		}
 	}()
 
+	sink := fmt.Sprintf("postgres: { dsn: %q, table: %s, upsert_on: [window_start, service], tasks_table: %s, commits_table: %s }", dsn, table, tasks, commits)
+	tasksKillTest(t, sink, func(ctx context.Context) (map[taskWindow]taskAgg, error) {
+		rows, err := db.Query(ctx, `SELECT window_start, service, n, s FROM `+table)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		got := map[taskWindow]taskAgg{}
+		for rows.Next() {
+			var w taskWindow
+			var a taskAgg
+			if err := rows.Scan(&w.start, &w.service, &a.n, &a.sum); err != nil {
+				return nil, err
+			}
+			w.start = w.start.UTC()
+			got[w] = a
+		}
+		return got, rows.Err()
+	})
+}
+
+// tasksKillTest is the scale-out kill test: three weir processes
+// (separate data_dirs, as on separate machines) in one consumer group read
+// a 6-partition topic keyed by service and count per-minute windows into
+// one shared sink (sinkYAML, the sinks: entry). Processes are killed with
+// SIGKILL at random moments (rebalances included), some stay down past the
+// session timeout so their partitions move with their window state, and
+// the group is scaled 3 → 2 → 3. At the end read (what the sink holds,
+// failing on a (window, service) written twice) must equal a GROUP BY over
+// the input, and nothing may be dead-lettered.
+func tasksKillTest(t *testing.T, sinkYAML string, read func(ctx context.Context) (map[taskWindow]taskAgg, error)) {
+	kills := 20
+	if s := os.Getenv("WEIR_CRASH_KILLS"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			kills = n
+		}
+	}
 	bin := buildWeir(t)
 	// A short session timeout, so that partitions of a process kept down
 	// move within the test's time.
@@ -153,10 +177,10 @@ pipelines:
           aggregate: { n: count(), s: sum(v) }
       - filter: 'service != "flush"'
     sinks:
-      - postgres: { dsn: %q, table: %s, upsert_on: [window_start, service], tasks_table: %s, commits_table: %s }
+      - %s
     dead_letter:
       file: { path: %s }
-`, filepath.Join(dir, "data"), c.BrokerList(), feed.topic, group, dsn, table, tasks, commits, filepath.Join(dir, "dead.jsonl"))
+`, filepath.Join(dir, "data"), c.BrokerList(), feed.topic, group, sinkYAML, filepath.Join(dir, "dead.jsonl"))
 		if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -236,21 +260,11 @@ pipelines:
 	want, events := feed.want, feed.n
 	feed.mu.Unlock()
 
-	read := func() map[taskWindow]taskAgg {
-		rows, err := db.Query(ctx, `SELECT window_start, service, n, s FROM `+table)
+	var readErr error
+	readNow := func() map[taskWindow]taskAgg {
+		got, err := read(ctx)
 		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		got := map[taskWindow]taskAgg{}
-		for rows.Next() {
-			var w taskWindow
-			var a taskAgg
-			if err := rows.Scan(&w.start, &w.service, &a.n, &a.sum); err != nil {
-				t.Fatal(err)
-			}
-			w.start = w.start.UTC()
-			got[w] = a
+			readErr = err
 		}
 		return got
 	}
@@ -266,15 +280,18 @@ pipelines:
 		return true
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	got := read()
+	got := readNow()
 	for !equal(got) && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
-		got = read()
+		got = readNow()
 	}
 	for i, p := range ps {
 		if err := p.stop(); err != nil {
 			t.Errorf("process %d: graceful stop: %v", i, err)
 		}
+	}
+	if readErr != nil {
+		t.Errorf("reading the output: %v", readErr)
 	}
 	t.Logf("%d processes, %d kills (%d kept down past the session timeout, one scale-in 3 → 2 → 3), %d events, %d windows",
 		procs, kills, moved, events, len(want))
