@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,7 +56,8 @@ func (c *FileConfig) Validate() error {
 // NewSink implements pipeline.SinkConfig.
 func (c *FileConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	s := &FileSink{cfg: *c, path: c.Path.Clone(), exactly: b.Guarantee == pipeline.ExactlyOnce,
-		sync: b.Guarantee != pipeline.AtMostOnce, now: b.Now, streams: map[string]*fileStream{}, seqs: map[string]int{}}
+		sync: b.Guarantee != pipeline.AtMostOnce, now: b.Now,
+		streams: map[string]*fileStream{}, seqs: map[string]int{}, started: map[string]time.Time{}, ends: map[string]int64{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -76,47 +78,69 @@ func (c *FileConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 
 // FileSink writes records as JSON lines.
 //
-// Under exactly_once, what is written between two checkpoints goes to a
-// staging file; PreCommit fsyncs it and returns a token that names, per
-// part, the staging file, the final file, the offset at which its bytes
-// belong and their length. Commit appends the staged bytes to the final
-// file at that offset (truncating anything beyond it first) and fsyncs: it
-// is idempotent, because a final file already at offset+length is left
-// alone. Final files therefore only ever hold committed data, under their
-// final names, byte-identical to an uninterrupted run. Under at_least_once
-// the sink appends to the final files directly and fsyncs at checkpoints.
+// Under exactly_once, what is written to one output file between two
+// checkpoints goes to one staging file of its own under the component's
+// directory, whatever the number of times max_open_files closes and
+// reopens it. PreCommit fsyncs the staging files and returns a token that
+// names, per output file, the staging file, the offset at which its bytes
+// belong (the output file's length once every earlier token is committed)
+// and their length. Commit appends the staged bytes to the output file at
+// that offset (truncating anything beyond it first) and fsyncs: it is
+// idempotent, because a file already at offset+length is left alone. Output
+// files therefore only ever hold committed data, under their final names,
+// byte-identical to an uninterrupted run. The offset of a file's next part
+// is the end of its part in a token not yet committed, if there is one,
+// and its length on disk otherwise.
+//
+// Under at_least_once the sink appends to the output files directly and
+// fsyncs them at checkpoints.
+//
+// Every method runs on the sink's goroutine.
 type FileSink struct {
 	cfg      FileConfig
-	path     *pipeline.Template
+	path     *pipeline.Template // rendered by Write
 	constant bool
 	exactly  bool
 	sync     bool
 	now      func() time.Time
 
-	stagingDir  string
+	stagingDir  string // exactly_once
 	stagePrefix string
 	stageSeq    int
 
-	streams map[string]*fileStream // by rendered path
-	seqs    map[string]int         // part number per rendered path, across restarts
-	pending []stagedPart           // closed staging files not yet in a token
+	// streams holds every output file written since the last checkpoint
+	// (and, under at_least_once, every file still open), by cleaned base
+	// path. Only the ones in open have a file descriptor and a buffer.
+	streams map[string]*fileStream
+	open    []*fileStream        // at most cfg.MaxOpenFiles
+	buffers []*bufio.Writer      // free buffers of closed streams
+	seqs    map[string]int       // part number per base path, when rolling; in tokens
+	started map[string]time.Time // max_age: when each base path's current part got its first record
+	// ends holds, per output file, its length once the parts of tokens
+	// returned by PreCommit but not yet committed have landed (exactly_once).
+	ends    map[string]int64
+	rolled  []stagedPart // exactly_once: parts finished by a roll since the last PreCommit
 	lineBuf []byte
 	pathBuf []byte
 	clock   int64 // LRU clock for max_open_files
 }
 
+// fileStream is one output file written since the last checkpoint.
 type fileStream struct {
-	base   string // rendered path
-	final  string // current part's file name
-	size   int64  // bytes in the final file once everything written is committed
-	opened time.Time
-	used   int64
+	base  string // cleaned rendered path
+	final string // current part's file name
+	size  int64  // the output file's length once everything written is committed (flushed)
+	used  int64  // LRU clock of the last write
+	dirty bool   // written since the last checkpoint
 
-	f      *os.File // staging file (exactly_once) or final file
-	w      *bufio.Writer
-	offset int64 // exactly_once: where the staging file's bytes go in final
-	staged int64 // exactly_once: bytes written to the staging file
-	stage  string
+	f *os.File      // staging file (exactly_once) or output file; nil when closed
+	w *bufio.Writer // nil when closed
+
+	// exactly_once: this checkpoint's staging file for final.
+	stage    string // "" until the first write since the last checkpoint
+	offset   int64  // where the staged bytes go in final
+	staged   int64  // bytes written to the staging file
+	unsynced bool   // closed by max_open_files without fsync
 }
 
 type stagedPart struct {
@@ -143,21 +167,13 @@ func (s *FileSink) partName(base string, seq int) string {
 	return fmt.Sprintf("%s-%06d%s", strings.TrimSuffix(base, ext), seq, ext)
 }
 
-// Write implements pipeline.Sink.
+// Write implements pipeline.Sink. A path that cannot be rendered is an
+// error.
 func (s *FileSink) Write(_ context.Context, b *pipeline.Batch) error {
 	var cur *fileStream
 	for _, r := range b.Records {
 		if cur == nil || !s.constant {
-			base := s.path.Source
-			if !s.constant {
-				var err error
-				s.pathBuf, err = s.path.Render(s.pathBuf[:0], r)
-				if err != nil {
-					return fmt.Errorf("file: render path: %w", err)
-				}
-				base = string(s.pathBuf)
-			}
-			st, err := s.stream(base)
+			st, err := s.target(r, cur)
 			if err != nil {
 				return err
 			}
@@ -172,52 +188,78 @@ func (s *FileSink) Write(_ context.Context, b *pipeline.Batch) error {
 			if err := s.roll(cur); err != nil {
 				return err
 			}
+			cur = nil
 		}
 	}
 	return nil
 }
 
+// target returns the stream r goes to; prev, the previous record's, when
+// the path is the same.
+func (s *FileSink) target(r *pipeline.Record, prev *fileStream) (*fileStream, error) {
+	if s.constant {
+		return s.stream(s.path.Source)
+	}
+	var err error
+	s.pathBuf, err = s.path.Render(s.pathBuf[:0], r)
+	if err != nil {
+		return nil, fmt.Errorf("file: path for record %s@%d: %w", r.Origin.Name, r.Origin.Offset, err)
+	}
+	if prev != nil && string(s.pathBuf) == prev.base {
+		return prev, nil
+	}
+	return s.stream(string(s.pathBuf))
+}
+
+// stream returns the stream of base, starting one (and rolling by age)
+// as needed.
 func (s *FileSink) stream(base string) (*fileStream, error) {
 	s.clock++
 	st := s.streams[base]
-	if st != nil && s.cfg.MaxAge > 0 && s.now().Sub(st.opened) >= s.cfg.MaxAge && st.size > 0 {
-		if err := s.roll(st); err != nil {
-			return nil, err
+	if st == nil {
+		if clean := filepath.Clean(base); clean != base {
+			base = clean
+			st = s.streams[base]
 		}
-		st = nil
+	}
+	if s.cfg.MaxAge > 0 {
+		if t, ok := s.started[base]; ok && s.now().Sub(t) >= s.cfg.MaxAge {
+			if st != nil {
+				if err := s.roll(st); err != nil {
+					return nil, err
+				}
+			} else {
+				s.seqs[base]++
+				delete(s.started, base)
+			}
+			st = nil
+		}
 	}
 	if st == nil {
-		if len(s.streams) >= s.cfg.MaxOpenFiles {
-			if err := s.evictOldest(); err != nil {
-				return nil, err
+		final := base
+		if s.rolling() {
+			if s.seqs[base] == 0 {
+				s.seqs[base] = 1
 			}
+			final = s.partName(base, s.seqs[base])
 		}
-		seq := s.seqs[base]
-		if seq == 0 {
-			seq = 1
-			s.seqs[base] = seq
-		}
-		st = &fileStream{base: base, final: s.partName(base, seq), opened: s.now()}
-		size, err := fileSize(st.final)
-		if err != nil {
+		st = &fileStream{base: base, final: final}
+		if s.exactly {
+			size, ok := s.ends[final]
+			if !ok {
+				var err error
+				if size, err = fileSize(final); err != nil {
+					return nil, err
+				}
+			}
+			st.size = size
+		} else if err := s.openOutput(st); err != nil {
 			return nil, err
 		}
-		st.size = size + s.pendingLen(st.final)
 		s.streams[base] = st
 	}
 	st.used = s.clock
 	return st, nil
-}
-
-// pendingLen is what closed staging files will add to final once committed.
-func (s *FileSink) pendingLen(final string) int64 {
-	var n int64
-	for _, p := range s.pending {
-		if p.Final == final {
-			n += p.Length
-		}
-	}
-	return n
 }
 
 func fileSize(path string) (int64, error) {
@@ -233,103 +275,211 @@ func fileSize(path string) (int64, error) {
 
 func (s *FileSink) write(st *fileStream, line []byte) error {
 	if st.f == nil {
-		if err := s.open(st); err != nil {
+		if err := s.reopen(st); err != nil {
 			return err
 		}
 	}
 	if _, err := st.w.Write(line); err != nil {
 		return fmt.Errorf("file: write %s: %w", st.final, err)
 	}
+	if !st.dirty && s.cfg.MaxAge > 0 {
+		if _, ok := s.started[st.base]; !ok {
+			s.started[st.base] = s.now()
+		}
+	}
 	st.size += int64(len(line))
 	st.staged += int64(len(line))
+	st.dirty = true
 	return nil
 }
 
-func (s *FileSink) open(st *fileStream) error {
-	if err := os.MkdirAll(filepath.Dir(st.final), 0o755); err != nil {
-		return fmt.Errorf("file: %w", err)
+// attach gives st an open file f and a buffer; the caller made room.
+func (s *FileSink) attach(st *fileStream, f *os.File) {
+	st.f = f
+	if n := len(s.buffers); n > 0 {
+		st.w, s.buffers = s.buffers[n-1], s.buffers[:n-1]
+		st.w.Reset(f)
+	} else {
+		st.w = bufio.NewWriterSize(f, s.cfg.BufferBytes)
 	}
+	s.open = append(s.open, st)
+}
+
+// makeRoom closes the least recently used open file while max_open_files
+// are open. Closing is cheap: the buffer is written out, nothing is
+// fsynced (PreCommit or Flush does that, once per file and checkpoint).
+func (s *FileSink) makeRoom() error {
+	for len(s.open) >= s.cfg.MaxOpenFiles {
+		oldest := 0
+		for i, st := range s.open {
+			if st.used < s.open[oldest].used {
+				oldest = i
+			}
+		}
+		if err := s.detach(s.open[oldest], false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// detach writes out st's buffer and closes its file, fsyncing it first
+// when sync is set.
+func (s *FileSink) detach(st *fileStream, sync bool) error {
+	if st.f == nil {
+		return nil
+	}
+	i := slices.Index(s.open, st)
+	s.open = slices.Delete(s.open, i, i+1)
+	err := st.w.Flush()
+	if err != nil {
+		err = fmt.Errorf("file: write %s: %w", st.final, err)
+	} else if sync {
+		if err = st.f.Sync(); err != nil {
+			err = fmt.Errorf("file: fsync %s: %w", st.final, err)
+		}
+	}
+	if cerr := st.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("file: close %s: %w", st.final, cerr)
+	}
+	st.w.Reset(nil)
+	s.buffers = append(s.buffers, st.w)
+	st.f, st.w = nil, nil
+	st.unsynced = st.dirty && !sync
+	return err
+}
+
+// reopen opens a stream's file again after max_open_files closed it (or,
+// under exactly_once, opens this checkpoint's staging file).
+func (s *FileSink) reopen(st *fileStream) error {
+	if err := s.makeRoom(); err != nil {
+		return err
+	}
+	var f *os.File
 	var err error
-	if s.exactly {
+	switch {
+	case s.exactly && st.stage == "":
 		s.stageSeq++
 		st.stage = filepath.Join(s.stagingDir, fmt.Sprintf("%s-%06d.part", s.stagePrefix, s.stageSeq))
-		st.f, err = os.OpenFile(st.stage, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 		st.offset, st.staged = st.size, 0
-	} else {
-		st.f, err = os.OpenFile(st.final, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		f, err = os.OpenFile(st.stage, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	case s.exactly:
+		f, err = os.OpenFile(st.stage, os.O_WRONLY|os.O_APPEND, 0o644)
+	default:
+		f, err = os.OpenFile(st.final, os.O_WRONLY|os.O_APPEND, 0o644)
 	}
 	if err != nil {
 		return fmt.Errorf("file: open: %w", err)
 	}
-	if st.w == nil {
-		st.w = bufio.NewWriterSize(st.f, s.cfg.BufferBytes)
-	} else {
-		st.w.Reset(st.f)
-	}
+	s.attach(st, f)
 	return nil
 }
 
-// closeFile flushes, fsyncs and closes a stream's open file; a staging file
-// becomes a pending part of the next token.
-func (s *FileSink) closeFile(st *fileStream) error {
-	if st.f == nil {
-		return nil
-	}
-	if err := st.w.Flush(); err != nil {
-		return fmt.Errorf("file: write %s: %w", st.final, err)
-	}
-	if s.sync {
-		if err := st.f.Sync(); err != nil {
-			return fmt.Errorf("file: fsync %s: %w", st.final, err)
-		}
-	}
-	if err := st.f.Close(); err != nil {
-		return fmt.Errorf("file: close %s: %w", st.final, err)
-	}
-	st.f = nil
-	if s.exactly {
-		s.pending = append(s.pending, stagedPart{Staging: st.stage, Final: st.final, Offset: st.offset, Length: st.staged})
-	}
-	return nil
-}
-
-func (s *FileSink) roll(st *fileStream) error {
-	if err := s.closeFile(st); err != nil {
+// openOutput opens a new stream's output file for appending (at_least_once
+// and at_most_once) and sets its size.
+func (s *FileSink) openOutput(st *fileStream) error {
+	if err := s.makeRoom(); err != nil {
 		return err
 	}
+	if err := os.MkdirAll(filepath.Dir(st.final), 0o755); err != nil {
+		return fmt.Errorf("file: %w", err)
+	}
+	f, err := os.OpenFile(st.final, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("file: open: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("file: %w", err)
+	}
+	st.size = fi.Size()
+	s.attach(st, f)
+	return nil
+}
+
+// syncPath fsyncs a closed file.
+func syncPath(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("file: fsync %s: %w", path, err)
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("file: fsync %s: %w", path, err)
+	}
+	return nil
+}
+
+// finishStage makes st's staging file durable and closed, and returns its
+// part (exactly_once).
+func (s *FileSink) finishStage(st *fileStream) (stagedPart, error) {
+	p := stagedPart{Staging: st.stage, Final: st.final, Offset: st.offset, Length: st.staged}
+	if st.f != nil {
+		return p, s.detach(st, true)
+	}
+	if st.unsynced {
+		if err := syncPath(st.stage); err != nil {
+			return p, err
+		}
+		st.unsynced = false
+	}
+	return p, nil
+}
+
+// roll finishes st's current part; the next record for its base path
+// starts the next part.
+func (s *FileSink) roll(st *fileStream) error {
+	if s.exactly {
+		if st.stage != "" {
+			p, err := s.finishStage(st)
+			if err != nil {
+				return err
+			}
+			s.rolled = append(s.rolled, p)
+		}
+	} else {
+		if err := s.detach(st, s.sync); err != nil {
+			return err
+		}
+		if st.unsynced && s.sync {
+			if err := syncPath(st.final); err != nil {
+				return err
+			}
+		}
+	}
 	s.seqs[st.base]++
+	delete(s.started, st.base)
 	delete(s.streams, st.base)
 	return nil
 }
 
-func (s *FileSink) evictOldest() error {
-	var oldest *fileStream
-	for _, st := range s.streams {
-		if oldest == nil || st.used < oldest.used {
-			oldest = st
-		}
-	}
-	if err := s.closeFile(oldest); err != nil {
-		return err
-	}
-	delete(s.streams, oldest.base)
-	return nil
-}
-
-// Flush implements pipeline.Flusher (at_least_once): everything written is
-// on disk when it returns.
+// Flush implements pipeline.Flusher (at_least_once, at_most_once):
+// everything written is in the files when it returns, fsynced under
+// at_least_once.
 func (s *FileSink) Flush(context.Context) error {
-	for _, st := range s.streams {
-		if st.f == nil {
-			continue
-		}
-		if err := st.w.Flush(); err != nil {
-			return fmt.Errorf("file: write %s: %w", st.final, err)
-		}
-		if s.sync {
-			if err := st.f.Sync(); err != nil {
-				return fmt.Errorf("file: fsync %s: %w", st.final, err)
+	for base, st := range s.streams {
+		switch {
+		case st.f != nil:
+			if err := st.w.Flush(); err != nil {
+				return fmt.Errorf("file: write %s: %w", st.final, err)
 			}
+			if s.sync && st.dirty {
+				if err := st.f.Sync(); err != nil {
+					return fmt.Errorf("file: fsync %s: %w", st.final, err)
+				}
+			}
+		case st.unsynced && s.sync:
+			if err := syncPath(st.final); err != nil {
+				return err
+			}
+		}
+		st.dirty, st.unsynced = false, false
+		if st.f == nil {
+			delete(s.streams, base)
 		}
 	}
 	return nil
@@ -337,14 +487,33 @@ func (s *FileSink) Flush(context.Context) error {
 
 // PreCommit implements pipeline.Committer.
 func (s *FileSink) PreCommit(context.Context, uint64) ([]byte, error) {
+	parts := s.rolled
 	for _, st := range s.streams {
-		if err := s.closeFile(st); err != nil {
+		if st.stage == "" {
+			continue
+		}
+		p, err := s.finishStage(st)
+		if err != nil {
 			return nil, err
 		}
+		parts = append(parts, p)
 	}
-	tok := fileToken{Parts: s.pending, Seqs: s.seqs}
+	if len(parts) > 0 {
+		if err := durable.SyncDir(s.stagingDir); err != nil {
+			return nil, fmt.Errorf("file: fsync staging dir: %w", err)
+		}
+	}
+	slices.SortFunc(parts, func(a, b stagedPart) int { return strings.Compare(a.Final, b.Final) })
+	for _, p := range parts {
+		s.ends[p.Final] = p.Offset + p.Length
+	}
+	tok := fileToken{Parts: parts}
+	if s.rolling() {
+		tok.Seqs = s.seqs
+	}
 	data, err := json.Marshal(tok)
-	s.pending = nil
+	clear(s.streams)
+	s.rolled = nil
 	return data, err
 }
 
@@ -357,6 +526,9 @@ func (s *FileSink) Commit(_ context.Context, token []byte) error {
 	for _, p := range tok.Parts {
 		if err := applyPart(p); err != nil {
 			return err
+		}
+		if e, ok := s.ends[p.Final]; ok && e == p.Offset+p.Length {
+			delete(s.ends, p.Final)
 		}
 	}
 	return nil
@@ -451,18 +623,16 @@ func (s *FileSink) Recover(ctx context.Context, token []byte) error {
 
 // Close implements pipeline.Sink. It never commits: under exactly_once,
 // data not covered by a checkpoint stays staged and is discarded on
-// recovery; otherwise it is flushed.
+// recovery; otherwise it is written out (not fsynced).
 func (s *FileSink) Close(context.Context) error {
 	var errs []error
-	for _, st := range s.streams {
-		if st.f == nil {
-			continue
-		}
+	for _, st := range s.open {
 		if !s.exactly {
 			errs = append(errs, st.w.Flush())
 		}
 		errs = append(errs, st.f.Close())
-		st.f = nil
+		st.f, st.w = nil, nil
 	}
+	s.open = nil
 	return errors.Join(errs...)
 }
