@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/weirhq/weir/internal/durable"
@@ -26,7 +27,8 @@ func init() {
 // FileConfig configures the file sink.
 type FileConfig struct {
 	// Path of the output file; may hold {{ expression }} templates
-	// (`out/{{ date(ts) }}/errors.jsonl`) to spread records over files.
+	// (`out/{{ date(ts) }}/errors.jsonl`) to spread records over files. A
+	// record whose path cannot be rendered goes to the dead-letter output.
 	Path *pipeline.Template `yaml:"path"`
 	// MaxBytes rolls to a new part once a file reaches this size; 0 never.
 	MaxBytes int64 `yaml:"max_bytes"`
@@ -55,7 +57,7 @@ func (c *FileConfig) Validate() error {
 
 // NewSink implements pipeline.SinkConfig.
 func (c *FileConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
-	s := &FileSink{cfg: *c, path: c.Path.Clone(), exactly: b.Guarantee == pipeline.ExactlyOnce,
+	s := &FileSink{cfg: *c, path: c.Path.Clone(), checkPath: c.Path.Clone(), exactly: b.Guarantee == pipeline.ExactlyOnce,
 		sync: b.Guarantee != pipeline.AtMostOnce, now: b.Now,
 		streams: map[string]*fileStream{}, seqs: map[string]int{}, started: map[string]time.Time{}, ends: map[string]int64{}}
 	if s.now == nil {
@@ -95,7 +97,9 @@ func (c *FileConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 // Under at_least_once the sink appends to the output files directly and
 // fsyncs them at checkpoints.
 //
-// Every method runs on the sink's goroutine.
+// Write, Flush, PreCommit, Commit, Recover and Close run on the sink's
+// goroutine; Check may run concurrently on another (it only uses checkPath,
+// under checkMu).
 type FileSink struct {
 	cfg      FileConfig
 	path     *pipeline.Template // rendered by Write
@@ -103,6 +107,10 @@ type FileSink struct {
 	exactly  bool
 	sync     bool
 	now      func() time.Time
+
+	checkMu   sync.Mutex         // guards checkPath and checkBuf
+	checkPath *pipeline.Template // Check's own clone of the path template
+	checkBuf  []byte
 
 	stagingDir  string // exactly_once
 	stagePrefix string
@@ -167,8 +175,34 @@ func (s *FileSink) partName(base string, seq int) string {
 	return fmt.Sprintf("%s-%06d%s", strings.TrimSuffix(base, ext), seq, ext)
 }
 
+// Check implements pipeline.RecordChecker: a record whose path cannot be
+// rendered (`{{ date(ts) }}` of a record without ts), or renders to no file
+// name, goes to the dead-letter output instead of stopping the pipeline.
+func (s *FileSink) Check(r *pipeline.Record) error {
+	if s.constant {
+		return nil
+	}
+	s.checkMu.Lock()
+	defer s.checkMu.Unlock()
+	var err error
+	s.checkBuf, err = s.checkPath.Render(s.checkBuf[:0], r)
+	if err != nil {
+		return fmt.Errorf("file: path: %w", err)
+	}
+	return checkFileName(s.checkBuf)
+}
+
+// checkFileName refuses a rendered path that names no file: empty, or
+// ending in a separator.
+func checkFileName(p []byte) error {
+	if len(p) == 0 || p[len(p)-1] == '/' || p[len(p)-1] == filepath.Separator {
+		return fmt.Errorf("%q names no file", p)
+	}
+	return nil
+}
+
 // Write implements pipeline.Sink. A path that cannot be rendered is an
-// error.
+// error (Check keeps such records away when the runtime calls it).
 func (s *FileSink) Write(_ context.Context, b *pipeline.Batch) error {
 	var cur *fileStream
 	for _, r := range b.Records {
@@ -202,6 +236,9 @@ func (s *FileSink) target(r *pipeline.Record, prev *fileStream) (*fileStream, er
 	}
 	var err error
 	s.pathBuf, err = s.path.Render(s.pathBuf[:0], r)
+	if err == nil {
+		err = checkFileName(s.pathBuf)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("file: path for record %s@%d: %w", r.Origin.Name, r.Origin.Offset, err)
 	}

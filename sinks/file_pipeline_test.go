@@ -3,6 +3,7 @@ package sinks_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -96,4 +97,62 @@ pipelines:
 	t.Logf("%d records to %d files through 4 open ones in %d checkpoints", n, keys, last.ID)
 	runFilePipeline(t, dir, text)
 	check("rerun")
+}
+
+// A record whose path template cannot be rendered (date(ts) of a record
+// without ts) goes to the dead-letter output with the reason and the
+// sink's id; the others are written, the run ends well, and a rerun adds
+// nothing.
+func TestFilePipelineDeadLettersARecordWhosePathCannotBeRendered(t *testing.T) {
+	for _, guarantee := range []string{"exactly_once", "at_least_once"} {
+		t.Run(guarantee, func(t *testing.T) {
+			dir := t.TempDir()
+			writeLines(t, filepath.Join(dir, "in.jsonl"), 6, func(i int) string {
+				switch i {
+				case 2:
+					return `{"i":2}`
+				case 4:
+					return `{"i":4,"ts":"soon"}`
+				}
+				return fmt.Sprintf(`{"i":%d,"ts":"2026-01-0%dT10:00:00Z"}`, i, 1+i%2)
+			})
+			text := `
+data_dir: DIR/data
+pipelines:
+  - name: poison
+    guarantee: ` + guarantee + `
+    sources:
+      - file: { paths: ["DIR/in.jsonl"] }
+    operators:
+      - parse: { format: json }
+    sinks:
+      - file: { path: 'DIR/out/{{ date(ts) }}.jsonl' }
+    dead_letter:
+      file: { path: DIR/dead.jsonl }
+`
+			for _, run := range []string{"first run", "rerun"} {
+				runFilePipeline(t, dir, text)
+				if got, want := fileText(t, filepath.Join(dir, "out/2026-01-01.jsonl")), `{"i":0,"ts":"2026-01-01T10:00:00Z"}`+"\n"; got != want {
+					t.Errorf("%s: 2026-01-01.jsonl = %q, want %q", run, got, want)
+				}
+				if got, want := fileText(t, filepath.Join(dir, "out/2026-01-02.jsonl")),
+					`{"i":1,"ts":"2026-01-02T10:00:00Z"}`+"\n"+`{"i":3,"ts":"2026-01-02T10:00:00Z"}`+"\n"+`{"i":5,"ts":"2026-01-02T10:00:00Z"}`+"\n"; got != want {
+					t.Errorf("%s: 2026-01-02.jsonl = %q, want %q", run, got, want)
+				}
+				dead := strings.Split(strings.TrimSuffix(fileText(t, filepath.Join(dir, "dead.jsonl")), "\n"), "\n")
+				if len(dead) != 2 {
+					t.Fatalf("%s: %d dead letters, want 2:\n%s", run, len(dead), strings.Join(dead, "\n"))
+				}
+				for j, want := range []string{`{"i":2}`, `{"i":4,"ts":"soon"}`} {
+					var d struct{ Reason, Error, Component, Value string }
+					if err := json.Unmarshal([]byte(dead[j]), &d); err != nil {
+						t.Fatalf("dead letter %q: %v", dead[j], err)
+					}
+					if d.Value != want || d.Component != "poison/sinks[0]/file" || d.Reason == "" || !strings.Contains(d.Error, "file: path") {
+						t.Errorf("%s: dead letter %d = %+v, want value %s, component poison/sinks[0]/file, a reason and a file: path error", run, j, d, want)
+					}
+				}
+			}
+		})
+	}
 }

@@ -346,3 +346,34 @@ func TestFileSinkReopensClosedFilesBeforeTheirCommitLands(t *testing.T) {
 		t.Fatalf("staging not cleaned: %v", left)
 	}
 }
+
+func TestFileSinkCheckRefusesPathsThatCannotBeRendered(t *testing.T) {
+	dir := t.TempDir()
+	s := newFileSink(t, dir, pipeline.ExactlyOnce, filepath.Join(dir, "out/{{ date(ts) }}.jsonl"), nil)
+	good := &pipeline.Record{}
+	good.SetFields().Set("ts", "2026-01-02T03:04:05Z")
+	if err := s.Check(good); err != nil {
+		t.Fatalf("Check of a record with ts: %v", err)
+	}
+	for name, v := range map[string]any{"no ts": nil, "not a time": "yesterday", "a bool": true} {
+		r := &pipeline.Record{}
+		r.SetFields().Set("msg", "x")
+		if v != nil {
+			r.Fields().Set("ts", v)
+		}
+		if err := s.Check(r); err == nil || !strings.HasPrefix(err.Error(), "file: path: ") {
+			t.Errorf("%s: Check = %v, want a file: path error", name, err)
+		}
+		if err := s.Write(context.Background(), &pipeline.Batch{Records: []*pipeline.Record{r}}); err == nil || !strings.HasPrefix(err.Error(), "file: path for record") {
+			t.Errorf("%s: Write = %v, want a file: path error", name, err)
+		}
+	}
+	noName := newFileSink(t, dir, pipeline.ExactlyOnce, filepath.Join(dir, "out/{{ dir }}/"), nil)
+	if err := noName.Check(good); err == nil || !strings.Contains(err.Error(), "names no file") {
+		t.Errorf("a path ending in a separator: Check = %v", err)
+	}
+	constant := newFileSink(t, dir, pipeline.ExactlyOnce, filepath.Join(dir, "out/all.jsonl"), nil)
+	if err := constant.Check(&pipeline.Record{}); err != nil {
+		t.Errorf("constant path: Check = %v", err)
+	}
+}
