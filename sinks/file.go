@@ -2,11 +2,13 @@ package sinks
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -55,16 +57,22 @@ func (c *FileConfig) Validate() error {
 	return nil
 }
 
-// NewSink implements pipeline.SinkConfig.
+// NewSink implements pipeline.SinkConfig. Under at_least_once it first cuts
+// every file the last run wrote after its last flush back to the length
+// flushed then (see FileSink).
 func (c *FileConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	s := &FileSink{cfg: *c, path: c.Path.Clone(), checkPath: c.Path.Clone(), exactly: b.Guarantee == pipeline.ExactlyOnce,
-		sync: b.Guarantee != pipeline.AtMostOnce, now: b.Now,
+		sync: b.Guarantee != pipeline.AtMostOnce, now: b.Now, logger: b.Logger,
 		streams: map[string]*fileStream{}, seqs: map[string]int{}, started: map[string]time.Time{}, ends: map[string]int64{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
 	s.constant = s.path.IsConstant()
-	if s.exactly {
+	switch b.Guarantee {
+	case pipeline.ExactlyOnce:
 		dir, err := b.MkDir()
 		if err != nil {
 			return nil, fmt.Errorf("file: create staging dir: %w", err)
@@ -74,6 +82,14 @@ func (c *FileConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 			return nil, fmt.Errorf("file: create staging dir: %w", err)
 		}
 		s.stagePrefix = fmt.Sprintf("%x", time.Now().UnixNano())
+	case pipeline.AtLeastOnce:
+		if b.Dir == "" {
+			break
+		}
+		s.stateDir = b.Dir
+		if err := s.restoreFlushed(); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -94,8 +110,15 @@ func (c *FileConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 // is the end of its part in a token not yet committed, if there is one,
 // and its length on disk otherwise.
 //
-// Under at_least_once the sink appends to the output files directly and
-// fsyncs them at checkpoints.
+// Under at_least_once the sink appends to the output files directly. At
+// each checkpoint Flush fsyncs every file written since the last one and
+// then records their lengths (and part numbers) in flushed.json in the
+// component's directory; the next run cuts those files back to these
+// lengths before anything else, so what a crash left half-written after the
+// last flush is gone (those records are written again from the last
+// checkpoint). A file first written after the last flush is not in the
+// record: if it does not end with a newline, its unterminated last line is
+// cut when the sink next opens it.
 //
 // Write, Flush, PreCommit, Commit, Recover and Close run on the sink's
 // goroutine; Check may run concurrently on another (it only uses checkPath,
@@ -107,6 +130,7 @@ type FileSink struct {
 	exactly  bool
 	sync     bool
 	now      func() time.Time
+	logger   *slog.Logger
 
 	checkMu   sync.Mutex         // guards checkPath and checkBuf
 	checkPath *pipeline.Template // Check's own clone of the path template
@@ -115,6 +139,7 @@ type FileSink struct {
 	stagingDir  string // exactly_once
 	stagePrefix string
 	stageSeq    int
+	stateDir    string // at_least_once: where flushed.json lives
 
 	// streams holds every output file written since the last checkpoint
 	// (and, under at_least_once, every file still open), by cleaned base
@@ -122,15 +147,17 @@ type FileSink struct {
 	streams map[string]*fileStream
 	open    []*fileStream        // at most cfg.MaxOpenFiles
 	buffers []*bufio.Writer      // free buffers of closed streams
-	seqs    map[string]int       // part number per base path, when rolling; in tokens
+	seqs    map[string]int       // part number per base path, when rolling; in tokens and flushed.json
 	started map[string]time.Time // max_age: when each base path's current part got its first record
 	// ends holds, per output file, its length once the parts of tokens
 	// returned by PreCommit but not yet committed have landed (exactly_once).
 	ends    map[string]int64
 	rolled  []stagedPart // exactly_once: parts finished by a roll since the last PreCommit
+	flushed bool         // at_least_once: flushed.json lists files
 	lineBuf []byte
 	pathBuf []byte
 	clock   int64 // LRU clock for max_open_files
+	readBuf []byte
 }
 
 // fileStream is one output file written since the last checkpoint.
@@ -162,6 +189,15 @@ type fileToken struct {
 	Parts []stagedPart   `json:"parts"`
 	Seqs  map[string]int `json:"seqs,omitempty"`
 }
+
+// fileFlushed is flushed.json (at_least_once): the length of every file
+// written in the interval before the last flush, and the part numbers.
+type fileFlushed struct {
+	Files map[string]int64 `json:"files"`
+	Seqs  map[string]int   `json:"seqs,omitempty"`
+}
+
+const fileFlushedName = "flushed.json"
 
 func (s *FileSink) rolling() bool { return s.cfg.MaxBytes > 0 || s.cfg.MaxAge > 0 }
 
@@ -413,7 +449,8 @@ func (s *FileSink) reopen(st *fileStream) error {
 }
 
 // openOutput opens a new stream's output file for appending (at_least_once
-// and at_most_once) and sets its size.
+// and at_most_once) and sets its size. A file that does not end with a
+// newline was torn by a crash: its unterminated last line is cut.
 func (s *FileSink) openOutput(st *fileStream) error {
 	if err := s.makeRoom(); err != nil {
 		return err
@@ -421,18 +458,58 @@ func (s *FileSink) openOutput(st *fileStream) error {
 	if err := os.MkdirAll(filepath.Dir(st.final), 0o755); err != nil {
 		return fmt.Errorf("file: %w", err)
 	}
-	f, err := os.OpenFile(st.final, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(st.final, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("file: open: %w", err)
 	}
-	fi, err := f.Stat()
+	size, err := s.cutTornLine(f, st.final)
 	if err != nil {
 		f.Close()
-		return fmt.Errorf("file: %w", err)
+		return err
 	}
-	st.size = fi.Size()
+	st.size = size
 	s.attach(st, f)
 	return nil
+}
+
+// cutTornLine truncates f after its last newline when it does not end with
+// one, and returns its length.
+func (s *FileSink) cutTornLine(f *os.File, name string) (int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("file: %w", err)
+	}
+	size := fi.Size()
+	if size == 0 {
+		return 0, nil
+	}
+	if cap(s.readBuf) == 0 {
+		s.readBuf = make([]byte, 64<<10)
+	}
+	if _, err := f.ReadAt(s.readBuf[:1], size-1); err != nil {
+		return 0, fmt.Errorf("file: read %s: %w", name, err)
+	}
+	if s.readBuf[0] == '\n' {
+		return size, nil
+	}
+	end := size - 1
+	for end > 0 {
+		n := min(end, int64(len(s.readBuf)))
+		buf := s.readBuf[:n]
+		if _, err := f.ReadAt(buf, end-n); err != nil {
+			return 0, fmt.Errorf("file: read %s: %w", name, err)
+		}
+		if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+			end = end - n + int64(i) + 1
+			break
+		}
+		end -= n
+	}
+	if err := f.Truncate(end); err != nil {
+		return 0, fmt.Errorf("file: cut torn line of %s: %w", name, err)
+	}
+	s.logger.Warn("file: cut an unterminated last line (torn by a crash); its record is written again", "file", name, "bytes", size-end)
+	return end, nil
 }
 
 // syncPath fsyncs a closed file.
@@ -496,8 +573,12 @@ func (s *FileSink) roll(st *fileStream) error {
 
 // Flush implements pipeline.Flusher (at_least_once, at_most_once):
 // everything written is in the files when it returns, fsynced under
-// at_least_once.
+// at_least_once, and flushed.json holds the files' lengths.
 func (s *FileSink) Flush(context.Context) error {
+	var lengths map[string]int64
+	if s.stateDir != "" {
+		lengths = map[string]int64{}
+	}
 	for base, st := range s.streams {
 		switch {
 		case st.f != nil:
@@ -514,11 +595,73 @@ func (s *FileSink) Flush(context.Context) error {
 				return err
 			}
 		}
+		if lengths != nil && st.dirty {
+			lengths[st.final] = st.size
+		}
 		st.dirty, st.unsynced = false, false
 		if st.f == nil {
 			delete(s.streams, base)
 		}
 	}
+	if lengths == nil || (len(lengths) == 0 && !s.flushed) {
+		return nil
+	}
+	return s.saveFlushed(lengths)
+}
+
+func (s *FileSink) saveFlushed(lengths map[string]int64) error {
+	st := fileFlushed{Files: lengths}
+	if s.rolling() {
+		st.Seqs = s.seqs
+	}
+	data, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("file: %w", err)
+	}
+	if err := os.MkdirAll(s.stateDir, 0o755); err != nil {
+		return fmt.Errorf("file: %w", err)
+	}
+	if err := durable.WriteFile(filepath.Join(s.stateDir, fileFlushedName), data); err != nil {
+		return fmt.Errorf("file: record flushed lengths: %w", err)
+	}
+	s.flushed = len(lengths) > 0
+	return nil
+}
+
+// restoreFlushed cuts the files of flushed.json back to their flushed
+// lengths and restores the part numbers (at_least_once, at start).
+func (s *FileSink) restoreFlushed() error {
+	path := filepath.Join(s.stateDir, fileFlushedName)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("file: read flushed lengths: %w", err)
+	}
+	var st fileFlushed
+	if err := json.Unmarshal(data, &st); err != nil {
+		return fmt.Errorf("file: read flushed lengths %s: %w", path, err)
+	}
+	for name, n := range st.Files {
+		size, err := fileSize(name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case size > n:
+			if err := os.Truncate(name, n); err != nil {
+				return fmt.Errorf("file: cut %s to its flushed length: %w", name, err)
+			}
+			s.logger.Info("file: cut what was written after the last flush; it is written again", "file", name, "bytes", size-n)
+		case size < n:
+			s.logger.Warn("file: shorter than its flushed length; was it changed outside weir?", "file", name, "bytes", size, "flushed", n)
+		}
+	}
+	for k, v := range st.Seqs {
+		s.seqs[k] = v
+	}
+	s.flushed = len(st.Files) > 0
 	return nil
 }
 
