@@ -111,45 +111,45 @@ func readTree(t *testing.T, dir string) map[string]string {
 	return out
 }
 
-func runCrash(t *testing.T, name, config string, check func(t *testing.T, out map[string]string)) {
-	bin := crashtest.Build(t)
-	root := t.TempDir()
-	in := filepath.Join(root, "in")
-	writeCrashInput(t, in, 3, 40000)
-
-	run := func(dir string, kills int, maxDelay time.Duration) crashtest.Result {
-		t.Helper()
-		cfg := filepath.Join(dir, "p.yaml")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(cfg, fmt.Appendf(nil, config, dir, in), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		h := &crashtest.Harness{Binary: bin, Args: []string{"run", "-c", cfg, "--quiet"}, Dir: dir, Seed: uint64(kills) + 7, Log: t.Logf,
-			MinDelay: 5 * time.Millisecond, MaxDelay: maxDelay}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		res, err := h.Run(ctx, kills)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		return res
+// crashRun writes config (%[1]s: dir, %[2]s: the input directory) to dir
+// and runs it until it exits 0, killing it kills times with delays up to
+// maxDelay.
+func crashRun(t *testing.T, name, bin, dir, in, config string, kills int, maxDelay time.Duration) crashtest.Result {
+	t.Helper()
+	cfg := filepath.Join(dir, "p.yaml")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
 	}
-	refRun := run(filepath.Join(root, "reference"), 0, 0)
-	// Kill delays scale with how long the work takes uninterrupted, so
-	// that every kill lands while there is work left (Run returns at the
-	// first run that finishes), including during start-up and recovery.
-	// The machine's load can change between runs: when the input was done
-	// before enough kills, start over from nothing with shorter delays.
-	kills := crashKills(t)
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, config, dir, in), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := &crashtest.Harness{Binary: bin, Args: []string{"run", "-c", cfg, "--quiet"}, Dir: dir, Seed: uint64(kills) + 7, Log: t.Logf,
+		MinDelay: 5 * time.Millisecond, MaxDelay: maxDelay}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	res, err := h.Run(ctx, kills)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return res
+}
+
+// crashRunKilled runs config in root/killed-N until a run got at least
+// kills kills before the input was done, and returns that run's directory.
+// Kill delays scale with how long the work takes uninterrupted (ref), so
+// that every kill lands while there is work left (Run returns at the first
+// run that finishes), including during start-up and recovery. The
+// machine's load can change between runs: when the input was done before
+// enough kills, it starts over from nothing with shorter delays.
+func crashRunKilled(t *testing.T, name, bin, root, in, config string, kills int, ref time.Duration) (string, crashtest.Result, time.Duration) {
+	t.Helper()
 	var res crashtest.Result
 	var maxDelay time.Duration
 	killed := ""
 	for attempt := range 4 {
-		maxDelay = max(refRun.Elapsed/time.Duration(8<<attempt), 20*time.Millisecond)
+		maxDelay = max(ref/time.Duration(8<<attempt), 20*time.Millisecond)
 		killed = filepath.Join(root, fmt.Sprintf("killed-%d", attempt))
-		res = run(killed, kills, maxDelay)
+		res = crashRun(t, name, bin, killed, in, config, kills, maxDelay)
 		if res.Kills >= kills {
 			break
 		}
@@ -158,6 +158,16 @@ func runCrash(t *testing.T, name, config string, check func(t *testing.T, out ma
 	if res.Kills < kills {
 		t.Fatalf("only %d kills before the input was done", res.Kills)
 	}
+	return killed, res, maxDelay
+}
+
+func runCrash(t *testing.T, name, config string, check func(t *testing.T, out map[string]string)) {
+	bin := crashtest.Build(t)
+	root := t.TempDir()
+	in := filepath.Join(root, "in")
+	writeCrashInput(t, in, 3, 40000)
+	refRun := crashRun(t, name, bin, filepath.Join(root, "reference"), in, config, 0, 0)
+	killed, res, maxDelay := crashRunKilled(t, name, bin, root, in, config, crashKills(t), refRun.Elapsed)
 	ref := readTree(t, filepath.Join(root, "reference/out"))
 	got := readTree(t, filepath.Join(killed, "out"))
 	if len(ref) == 0 {

@@ -2,14 +2,18 @@ package sinks
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/weirhq/weir/internal/durable"
@@ -25,7 +29,8 @@ func init() {
 // FileConfig configures the file sink.
 type FileConfig struct {
 	// Path of the output file; may hold {{ expression }} templates
-	// (`out/{{ date(ts) }}/errors.jsonl`) to spread records over files.
+	// (`out/{{ date(ts) }}/errors.jsonl`) to spread records over files. A
+	// record whose path cannot be rendered goes to the dead-letter output.
 	Path *pipeline.Template `yaml:"path"`
 	// MaxBytes rolls to a new part once a file reaches this size; 0 never.
 	MaxBytes int64 `yaml:"max_bytes"`
@@ -52,15 +57,22 @@ func (c *FileConfig) Validate() error {
 	return nil
 }
 
-// NewSink implements pipeline.SinkConfig.
+// NewSink implements pipeline.SinkConfig. Under at_least_once it first cuts
+// every file the last run wrote after its last flush back to the length
+// flushed then (see FileSink).
 func (c *FileConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
-	s := &FileSink{cfg: *c, path: c.Path.Clone(), exactly: b.Guarantee == pipeline.ExactlyOnce,
-		sync: b.Guarantee != pipeline.AtMostOnce, now: b.Now, streams: map[string]*fileStream{}, seqs: map[string]int{}}
+	s := &FileSink{cfg: *c, path: c.Path.Clone(), checkPath: c.Path.Clone(), exactly: b.Guarantee == pipeline.ExactlyOnce,
+		sync: b.Guarantee != pipeline.AtMostOnce, now: b.Now, logger: b.Logger,
+		streams: map[string]*fileStream{}, seqs: map[string]int{}, started: map[string]time.Time{}, ends: map[string]int64{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
 	s.constant = s.path.IsConstant()
-	if s.exactly {
+	switch b.Guarantee {
+	case pipeline.ExactlyOnce:
 		dir, err := b.MkDir()
 		if err != nil {
 			return nil, fmt.Errorf("file: create staging dir: %w", err)
@@ -70,53 +82,100 @@ func (c *FileConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 			return nil, fmt.Errorf("file: create staging dir: %w", err)
 		}
 		s.stagePrefix = fmt.Sprintf("%x", time.Now().UnixNano())
+	case pipeline.AtLeastOnce:
+		if b.Dir == "" {
+			break
+		}
+		s.stateDir = b.Dir
+		if err := s.restoreFlushed(); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
 
 // FileSink writes records as JSON lines.
 //
-// Under exactly_once, what is written between two checkpoints goes to a
-// staging file; PreCommit fsyncs it and returns a token that names, per
-// part, the staging file, the final file, the offset at which its bytes
-// belong and their length. Commit appends the staged bytes to the final
-// file at that offset (truncating anything beyond it first) and fsyncs: it
-// is idempotent, because a final file already at offset+length is left
-// alone. Final files therefore only ever hold committed data, under their
-// final names, byte-identical to an uninterrupted run. Under at_least_once
-// the sink appends to the final files directly and fsyncs at checkpoints.
+// Under exactly_once, what is written to one output file between two
+// checkpoints goes to one staging file of its own under the component's
+// directory, whatever the number of times max_open_files closes and
+// reopens it. PreCommit fsyncs the staging files and returns a token that
+// names, per output file, the staging file, the offset at which its bytes
+// belong (the output file's length once every earlier token is committed)
+// and their length. Commit appends the staged bytes to the output file at
+// that offset (truncating anything beyond it first) and fsyncs: it is
+// idempotent, because a file already at offset+length is left alone. Output
+// files therefore only ever hold committed data, under their final names,
+// byte-identical to an uninterrupted run. The offset of a file's next part
+// is the end of its part in a token not yet committed, if there is one,
+// and its length on disk otherwise.
+//
+// Under at_least_once the sink appends to the output files directly. At
+// each checkpoint Flush fsyncs every file written since the last one and
+// then records their lengths (and part numbers) in flushed.json in the
+// component's directory; the next run cuts those files back to these
+// lengths before anything else, so what a crash left half-written after the
+// last flush is gone (those records are written again from the last
+// checkpoint). A file first written after the last flush is not in the
+// record: if it does not end with a newline, its unterminated last line is
+// cut when the sink next opens it.
+//
+// Write, Flush, PreCommit, Commit, Recover and Close run on the sink's
+// goroutine; Check may run concurrently on another (it only uses checkPath,
+// under checkMu).
 type FileSink struct {
 	cfg      FileConfig
-	path     *pipeline.Template
+	path     *pipeline.Template // rendered by Write
 	constant bool
 	exactly  bool
 	sync     bool
 	now      func() time.Time
+	logger   *slog.Logger
 
-	stagingDir  string
+	checkMu   sync.Mutex         // guards checkPath and checkBuf
+	checkPath *pipeline.Template // Check's own clone of the path template
+	checkBuf  []byte
+
+	stagingDir  string // exactly_once
 	stagePrefix string
 	stageSeq    int
+	stateDir    string // at_least_once: where flushed.json lives
 
-	streams map[string]*fileStream // by rendered path
-	seqs    map[string]int         // part number per rendered path, across restarts
-	pending []stagedPart           // closed staging files not yet in a token
+	// streams holds every output file written since the last checkpoint
+	// (and, under at_least_once, every file still open), by cleaned base
+	// path. Only the ones in open have a file descriptor and a buffer.
+	streams map[string]*fileStream
+	open    []*fileStream        // at most cfg.MaxOpenFiles
+	buffers []*bufio.Writer      // free buffers of closed streams
+	seqs    map[string]int       // part number per base path, when rolling; in tokens and flushed.json
+	started map[string]time.Time // max_age: when each base path's current part got its first record
+	// ends holds, per output file, its length once the parts of tokens
+	// returned by PreCommit but not yet committed have landed (exactly_once).
+	ends    map[string]int64
+	rolled  []stagedPart // exactly_once: parts finished by a roll since the last PreCommit
+	flushed bool         // at_least_once: flushed.json lists files
 	lineBuf []byte
 	pathBuf []byte
 	clock   int64 // LRU clock for max_open_files
+	readBuf []byte
 }
 
+// fileStream is one output file written since the last checkpoint.
 type fileStream struct {
-	base   string // rendered path
-	final  string // current part's file name
-	size   int64  // bytes in the final file once everything written is committed
-	opened time.Time
-	used   int64
+	base  string // cleaned rendered path
+	final string // current part's file name
+	size  int64  // the output file's length once everything written is committed (flushed)
+	used  int64  // LRU clock of the last write
+	dirty bool   // written since the last checkpoint
 
-	f      *os.File // staging file (exactly_once) or final file
-	w      *bufio.Writer
-	offset int64 // exactly_once: where the staging file's bytes go in final
-	staged int64 // exactly_once: bytes written to the staging file
-	stage  string
+	f *os.File      // staging file (exactly_once) or output file; nil when closed
+	w *bufio.Writer // nil when closed
+
+	// exactly_once: this checkpoint's staging file for final.
+	stage    string // "" until the first write since the last checkpoint
+	offset   int64  // where the staged bytes go in final
+	staged   int64  // bytes written to the staging file
+	unsynced bool   // closed by max_open_files without fsync
 }
 
 type stagedPart struct {
@@ -131,6 +190,15 @@ type fileToken struct {
 	Seqs  map[string]int `json:"seqs,omitempty"`
 }
 
+// fileFlushed is flushed.json (at_least_once): the length of every file
+// written in the interval before the last flush, and the part numbers.
+type fileFlushed struct {
+	Files map[string]int64 `json:"files"`
+	Seqs  map[string]int   `json:"seqs,omitempty"`
+}
+
+const fileFlushedName = "flushed.json"
+
 func (s *FileSink) rolling() bool { return s.cfg.MaxBytes > 0 || s.cfg.MaxAge > 0 }
 
 // partName is base when the sink never rolls, and base with a part number
@@ -143,21 +211,39 @@ func (s *FileSink) partName(base string, seq int) string {
 	return fmt.Sprintf("%s-%06d%s", strings.TrimSuffix(base, ext), seq, ext)
 }
 
-// Write implements pipeline.Sink.
+// Check implements pipeline.RecordChecker: a record whose path cannot be
+// rendered (`{{ date(ts) }}` of a record without ts), or renders to no file
+// name, goes to the dead-letter output instead of stopping the pipeline.
+func (s *FileSink) Check(r *pipeline.Record) error {
+	if s.constant {
+		return nil
+	}
+	s.checkMu.Lock()
+	defer s.checkMu.Unlock()
+	var err error
+	s.checkBuf, err = s.checkPath.Render(s.checkBuf[:0], r)
+	if err != nil {
+		return fmt.Errorf("file: path: %w", err)
+	}
+	return checkFileName(s.checkBuf)
+}
+
+// checkFileName refuses a rendered path that names no file: empty, or
+// ending in a separator.
+func checkFileName(p []byte) error {
+	if len(p) == 0 || p[len(p)-1] == '/' || p[len(p)-1] == filepath.Separator {
+		return fmt.Errorf("%q names no file", p)
+	}
+	return nil
+}
+
+// Write implements pipeline.Sink. A path that cannot be rendered is an
+// error (Check keeps such records away when the runtime calls it).
 func (s *FileSink) Write(_ context.Context, b *pipeline.Batch) error {
 	var cur *fileStream
 	for _, r := range b.Records {
 		if cur == nil || !s.constant {
-			base := s.path.Source
-			if !s.constant {
-				var err error
-				s.pathBuf, err = s.path.Render(s.pathBuf[:0], r)
-				if err != nil {
-					return fmt.Errorf("file: render path: %w", err)
-				}
-				base = string(s.pathBuf)
-			}
-			st, err := s.stream(base)
+			st, err := s.target(r, cur)
 			if err != nil {
 				return err
 			}
@@ -172,52 +258,81 @@ func (s *FileSink) Write(_ context.Context, b *pipeline.Batch) error {
 			if err := s.roll(cur); err != nil {
 				return err
 			}
+			cur = nil
 		}
 	}
 	return nil
 }
 
+// target returns the stream r goes to; prev, the previous record's, when
+// the path is the same.
+func (s *FileSink) target(r *pipeline.Record, prev *fileStream) (*fileStream, error) {
+	if s.constant {
+		return s.stream(s.path.Source)
+	}
+	var err error
+	s.pathBuf, err = s.path.Render(s.pathBuf[:0], r)
+	if err == nil {
+		err = checkFileName(s.pathBuf)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("file: path for record %s@%d: %w", r.Origin.Name, r.Origin.Offset, err)
+	}
+	if prev != nil && string(s.pathBuf) == prev.base {
+		return prev, nil
+	}
+	return s.stream(string(s.pathBuf))
+}
+
+// stream returns the stream of base, starting one (and rolling by age)
+// as needed.
 func (s *FileSink) stream(base string) (*fileStream, error) {
 	s.clock++
 	st := s.streams[base]
-	if st != nil && s.cfg.MaxAge > 0 && s.now().Sub(st.opened) >= s.cfg.MaxAge && st.size > 0 {
-		if err := s.roll(st); err != nil {
-			return nil, err
+	if st == nil {
+		if clean := filepath.Clean(base); clean != base {
+			base = clean
+			st = s.streams[base]
 		}
-		st = nil
+	}
+	if s.cfg.MaxAge > 0 {
+		if t, ok := s.started[base]; ok && s.now().Sub(t) >= s.cfg.MaxAge {
+			if st != nil {
+				if err := s.roll(st); err != nil {
+					return nil, err
+				}
+			} else {
+				s.seqs[base]++
+				delete(s.started, base)
+			}
+			st = nil
+		}
 	}
 	if st == nil {
-		if len(s.streams) >= s.cfg.MaxOpenFiles {
-			if err := s.evictOldest(); err != nil {
-				return nil, err
+		final := base
+		if s.rolling() {
+			if s.seqs[base] == 0 {
+				s.seqs[base] = 1
 			}
+			final = s.partName(base, s.seqs[base])
 		}
-		seq := s.seqs[base]
-		if seq == 0 {
-			seq = 1
-			s.seqs[base] = seq
-		}
-		st = &fileStream{base: base, final: s.partName(base, seq), opened: s.now()}
-		size, err := fileSize(st.final)
-		if err != nil {
+		st = &fileStream{base: base, final: final}
+		if s.exactly {
+			size, ok := s.ends[final]
+			if !ok {
+				var err error
+				if size, err = fileSize(final); err != nil {
+					return nil, err
+				}
+			}
+			st.size = size
+		} else if err := s.openOutput(st); err != nil {
 			return nil, err
 		}
-		st.size = size + s.pendingLen(st.final)
 		s.streams[base] = st
 	}
 	st.used = s.clock
 	return st, nil
-}
-
-// pendingLen is what closed staging files will add to final once committed.
-func (s *FileSink) pendingLen(final string) int64 {
-	var n int64
-	for _, p := range s.pending {
-		if p.Final == final {
-			n += p.Length
-		}
-	}
-	return n
 }
 
 func fileSize(path string) (int64, error) {
@@ -233,118 +348,352 @@ func fileSize(path string) (int64, error) {
 
 func (s *FileSink) write(st *fileStream, line []byte) error {
 	if st.f == nil {
-		if err := s.open(st); err != nil {
+		if err := s.reopen(st); err != nil {
 			return err
 		}
 	}
 	if _, err := st.w.Write(line); err != nil {
 		return fmt.Errorf("file: write %s: %w", st.final, err)
 	}
+	if !st.dirty && s.cfg.MaxAge > 0 {
+		if _, ok := s.started[st.base]; !ok {
+			s.started[st.base] = s.now()
+		}
+	}
 	st.size += int64(len(line))
 	st.staged += int64(len(line))
+	st.dirty = true
 	return nil
 }
 
-func (s *FileSink) open(st *fileStream) error {
-	if err := os.MkdirAll(filepath.Dir(st.final), 0o755); err != nil {
-		return fmt.Errorf("file: %w", err)
+// attach gives st an open file f and a buffer; the caller made room.
+func (s *FileSink) attach(st *fileStream, f *os.File) {
+	st.f = f
+	if n := len(s.buffers); n > 0 {
+		st.w, s.buffers = s.buffers[n-1], s.buffers[:n-1]
+		st.w.Reset(f)
+	} else {
+		st.w = bufio.NewWriterSize(f, s.cfg.BufferBytes)
 	}
+	s.open = append(s.open, st)
+}
+
+// makeRoom closes the least recently used open file while max_open_files
+// are open. Closing is cheap: the buffer is written out, nothing is
+// fsynced (PreCommit or Flush does that, once per file and checkpoint).
+func (s *FileSink) makeRoom() error {
+	for len(s.open) >= s.cfg.MaxOpenFiles {
+		oldest := 0
+		for i, st := range s.open {
+			if st.used < s.open[oldest].used {
+				oldest = i
+			}
+		}
+		if err := s.detach(s.open[oldest], false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// detach writes out st's buffer and closes its file, fsyncing it first
+// when sync is set.
+func (s *FileSink) detach(st *fileStream, sync bool) error {
+	if st.f == nil {
+		return nil
+	}
+	i := slices.Index(s.open, st)
+	s.open = slices.Delete(s.open, i, i+1)
+	err := st.w.Flush()
+	if err != nil {
+		err = fmt.Errorf("file: write %s: %w", st.final, err)
+	} else if sync {
+		if err = st.f.Sync(); err != nil {
+			err = fmt.Errorf("file: fsync %s: %w", st.final, err)
+		}
+	}
+	if cerr := st.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("file: close %s: %w", st.final, cerr)
+	}
+	st.w.Reset(nil)
+	s.buffers = append(s.buffers, st.w)
+	st.f, st.w = nil, nil
+	st.unsynced = st.dirty && !sync
+	return err
+}
+
+// reopen opens a stream's file again after max_open_files closed it (or,
+// under exactly_once, opens this checkpoint's staging file).
+func (s *FileSink) reopen(st *fileStream) error {
+	if err := s.makeRoom(); err != nil {
+		return err
+	}
+	var f *os.File
 	var err error
-	if s.exactly {
+	switch {
+	case s.exactly && st.stage == "":
 		s.stageSeq++
 		st.stage = filepath.Join(s.stagingDir, fmt.Sprintf("%s-%06d.part", s.stagePrefix, s.stageSeq))
-		st.f, err = os.OpenFile(st.stage, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 		st.offset, st.staged = st.size, 0
-	} else {
-		st.f, err = os.OpenFile(st.final, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		f, err = os.OpenFile(st.stage, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	case s.exactly:
+		f, err = os.OpenFile(st.stage, os.O_WRONLY|os.O_APPEND, 0o644)
+	default:
+		f, err = os.OpenFile(st.final, os.O_WRONLY|os.O_APPEND, 0o644)
 	}
 	if err != nil {
 		return fmt.Errorf("file: open: %w", err)
 	}
-	if st.w == nil {
-		st.w = bufio.NewWriterSize(st.f, s.cfg.BufferBytes)
-	} else {
-		st.w.Reset(st.f)
-	}
+	s.attach(st, f)
 	return nil
 }
 
-// closeFile flushes, fsyncs and closes a stream's open file; a staging file
-// becomes a pending part of the next token.
-func (s *FileSink) closeFile(st *fileStream) error {
-	if st.f == nil {
-		return nil
-	}
-	if err := st.w.Flush(); err != nil {
-		return fmt.Errorf("file: write %s: %w", st.final, err)
-	}
-	if s.sync {
-		if err := st.f.Sync(); err != nil {
-			return fmt.Errorf("file: fsync %s: %w", st.final, err)
-		}
-	}
-	if err := st.f.Close(); err != nil {
-		return fmt.Errorf("file: close %s: %w", st.final, err)
-	}
-	st.f = nil
-	if s.exactly {
-		s.pending = append(s.pending, stagedPart{Staging: st.stage, Final: st.final, Offset: st.offset, Length: st.staged})
-	}
-	return nil
-}
-
-func (s *FileSink) roll(st *fileStream) error {
-	if err := s.closeFile(st); err != nil {
+// openOutput opens a new stream's output file for appending (at_least_once
+// and at_most_once) and sets its size. A file that does not end with a
+// newline was torn by a crash: its unterminated last line is cut.
+func (s *FileSink) openOutput(st *fileStream) error {
+	if err := s.makeRoom(); err != nil {
 		return err
 	}
+	if err := os.MkdirAll(filepath.Dir(st.final), 0o755); err != nil {
+		return fmt.Errorf("file: %w", err)
+	}
+	f, err := os.OpenFile(st.final, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("file: open: %w", err)
+	}
+	size, err := s.cutTornLine(f, st.final)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	st.size = size
+	s.attach(st, f)
+	return nil
+}
+
+// cutTornLine truncates f after its last newline when it does not end with
+// one, and returns its length.
+func (s *FileSink) cutTornLine(f *os.File, name string) (int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("file: %w", err)
+	}
+	size := fi.Size()
+	if size == 0 {
+		return 0, nil
+	}
+	if cap(s.readBuf) == 0 {
+		s.readBuf = make([]byte, 64<<10)
+	}
+	if _, err := f.ReadAt(s.readBuf[:1], size-1); err != nil {
+		return 0, fmt.Errorf("file: read %s: %w", name, err)
+	}
+	if s.readBuf[0] == '\n' {
+		return size, nil
+	}
+	end := size - 1
+	for end > 0 {
+		n := min(end, int64(len(s.readBuf)))
+		buf := s.readBuf[:n]
+		if _, err := f.ReadAt(buf, end-n); err != nil {
+			return 0, fmt.Errorf("file: read %s: %w", name, err)
+		}
+		if i := bytes.LastIndexByte(buf, '\n'); i >= 0 {
+			end = end - n + int64(i) + 1
+			break
+		}
+		end -= n
+	}
+	if err := f.Truncate(end); err != nil {
+		return 0, fmt.Errorf("file: cut torn line of %s: %w", name, err)
+	}
+	s.logger.Warn("file: cut an unterminated last line (torn by a crash); its record is written again", "file", name, "bytes", size-end)
+	return end, nil
+}
+
+// syncPath fsyncs a closed file.
+func syncPath(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("file: fsync %s: %w", path, err)
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("file: fsync %s: %w", path, err)
+	}
+	return nil
+}
+
+// finishStage makes st's staging file durable and closed, and returns its
+// part (exactly_once).
+func (s *FileSink) finishStage(st *fileStream) (stagedPart, error) {
+	p := stagedPart{Staging: st.stage, Final: st.final, Offset: st.offset, Length: st.staged}
+	if st.f != nil {
+		return p, s.detach(st, true)
+	}
+	if st.unsynced {
+		if err := syncPath(st.stage); err != nil {
+			return p, err
+		}
+		st.unsynced = false
+	}
+	return p, nil
+}
+
+// roll finishes st's current part; the next record for its base path
+// starts the next part.
+func (s *FileSink) roll(st *fileStream) error {
+	if s.exactly {
+		if st.stage != "" {
+			p, err := s.finishStage(st)
+			if err != nil {
+				return err
+			}
+			s.rolled = append(s.rolled, p)
+		}
+	} else {
+		if err := s.detach(st, s.sync); err != nil {
+			return err
+		}
+		if st.unsynced && s.sync {
+			if err := syncPath(st.final); err != nil {
+				return err
+			}
+		}
+	}
 	s.seqs[st.base]++
+	delete(s.started, st.base)
 	delete(s.streams, st.base)
 	return nil
 }
 
-func (s *FileSink) evictOldest() error {
-	var oldest *fileStream
-	for _, st := range s.streams {
-		if oldest == nil || st.used < oldest.used {
-			oldest = st
+// Flush implements pipeline.Flusher (at_least_once, at_most_once):
+// everything written is in the files when it returns, fsynced under
+// at_least_once, and flushed.json holds the files' lengths.
+func (s *FileSink) Flush(context.Context) error {
+	var lengths map[string]int64
+	if s.stateDir != "" {
+		lengths = map[string]int64{}
+	}
+	for base, st := range s.streams {
+		switch {
+		case st.f != nil:
+			if err := st.w.Flush(); err != nil {
+				return fmt.Errorf("file: write %s: %w", st.final, err)
+			}
+			if s.sync && st.dirty {
+				if err := st.f.Sync(); err != nil {
+					return fmt.Errorf("file: fsync %s: %w", st.final, err)
+				}
+			}
+		case st.unsynced && s.sync:
+			if err := syncPath(st.final); err != nil {
+				return err
+			}
+		}
+		if lengths != nil && st.dirty {
+			lengths[st.final] = st.size
+		}
+		st.dirty, st.unsynced = false, false
+		if st.f == nil {
+			delete(s.streams, base)
 		}
 	}
-	if err := s.closeFile(oldest); err != nil {
-		return err
+	if lengths == nil || (len(lengths) == 0 && !s.flushed) {
+		return nil
 	}
-	delete(s.streams, oldest.base)
+	return s.saveFlushed(lengths)
+}
+
+func (s *FileSink) saveFlushed(lengths map[string]int64) error {
+	st := fileFlushed{Files: lengths}
+	if s.rolling() {
+		st.Seqs = s.seqs
+	}
+	data, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("file: %w", err)
+	}
+	if err := os.MkdirAll(s.stateDir, 0o755); err != nil {
+		return fmt.Errorf("file: %w", err)
+	}
+	if err := durable.WriteFile(filepath.Join(s.stateDir, fileFlushedName), data); err != nil {
+		return fmt.Errorf("file: record flushed lengths: %w", err)
+	}
+	s.flushed = len(lengths) > 0
 	return nil
 }
 
-// Flush implements pipeline.Flusher (at_least_once): everything written is
-// on disk when it returns.
-func (s *FileSink) Flush(context.Context) error {
-	for _, st := range s.streams {
-		if st.f == nil {
-			continue
+// restoreFlushed cuts the files of flushed.json back to their flushed
+// lengths and restores the part numbers (at_least_once, at start).
+func (s *FileSink) restoreFlushed() error {
+	path := filepath.Join(s.stateDir, fileFlushedName)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("file: read flushed lengths: %w", err)
+	}
+	var st fileFlushed
+	if err := json.Unmarshal(data, &st); err != nil {
+		return fmt.Errorf("file: read flushed lengths %s: %w", path, err)
+	}
+	for name, n := range st.Files {
+		size, err := fileSize(name)
+		if err != nil {
+			return err
 		}
-		if err := st.w.Flush(); err != nil {
-			return fmt.Errorf("file: write %s: %w", st.final, err)
-		}
-		if s.sync {
-			if err := st.f.Sync(); err != nil {
-				return fmt.Errorf("file: fsync %s: %w", st.final, err)
+		switch {
+		case size > n:
+			if err := os.Truncate(name, n); err != nil {
+				return fmt.Errorf("file: cut %s to its flushed length: %w", name, err)
 			}
+			s.logger.Info("file: cut what was written after the last flush; it is written again", "file", name, "bytes", size-n)
+		case size < n:
+			s.logger.Warn("file: shorter than its flushed length; was it changed outside weir?", "file", name, "bytes", size, "flushed", n)
 		}
 	}
+	for k, v := range st.Seqs {
+		s.seqs[k] = v
+	}
+	s.flushed = len(st.Files) > 0
 	return nil
 }
 
 // PreCommit implements pipeline.Committer.
 func (s *FileSink) PreCommit(context.Context, uint64) ([]byte, error) {
+	parts := s.rolled
 	for _, st := range s.streams {
-		if err := s.closeFile(st); err != nil {
+		if st.stage == "" {
+			continue
+		}
+		p, err := s.finishStage(st)
+		if err != nil {
 			return nil, err
 		}
+		parts = append(parts, p)
 	}
-	tok := fileToken{Parts: s.pending, Seqs: s.seqs}
+	if len(parts) > 0 {
+		if err := durable.SyncDir(s.stagingDir); err != nil {
+			return nil, fmt.Errorf("file: fsync staging dir: %w", err)
+		}
+	}
+	slices.SortFunc(parts, func(a, b stagedPart) int { return strings.Compare(a.Final, b.Final) })
+	for _, p := range parts {
+		s.ends[p.Final] = p.Offset + p.Length
+	}
+	tok := fileToken{Parts: parts}
+	if s.rolling() {
+		tok.Seqs = s.seqs
+	}
 	data, err := json.Marshal(tok)
-	s.pending = nil
+	clear(s.streams)
+	s.rolled = nil
 	return data, err
 }
 
@@ -357,6 +706,9 @@ func (s *FileSink) Commit(_ context.Context, token []byte) error {
 	for _, p := range tok.Parts {
 		if err := applyPart(p); err != nil {
 			return err
+		}
+		if e, ok := s.ends[p.Final]; ok && e == p.Offset+p.Length {
+			delete(s.ends, p.Final)
 		}
 	}
 	return nil
@@ -451,18 +803,16 @@ func (s *FileSink) Recover(ctx context.Context, token []byte) error {
 
 // Close implements pipeline.Sink. It never commits: under exactly_once,
 // data not covered by a checkpoint stays staged and is discarded on
-// recovery; otherwise it is flushed.
+// recovery; otherwise it is written out (not fsynced).
 func (s *FileSink) Close(context.Context) error {
 	var errs []error
-	for _, st := range s.streams {
-		if st.f == nil {
-			continue
-		}
+	for _, st := range s.open {
 		if !s.exactly {
 			errs = append(errs, st.w.Flush())
 		}
 		errs = append(errs, st.f.Close())
-		st.f = nil
+		st.f, st.w = nil, nil
 	}
+	s.open = nil
 	return errors.Join(errs...)
 }
