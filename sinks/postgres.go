@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/weirhq/weir/internal/durable"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -63,11 +65,14 @@ func init() {
 //
 //   - exactly_once: Write stages the epoch's converted rows in a file under
 //     the component directory; PreCommit seals it (fsync) and returns its
-//     token; Commit inserts the rows AND a row (pipeline, component, epoch,
-//     token) into weir's table weir_commits in one transaction. A token
-//     already in weir_commits is skipped, so Commit is idempotent, also
-//     across restarts; Recover commits the last checkpoint's token again
-//     and discards anything staged later.
+//     token; Commit inserts the rows AND a row (pipeline, component,
+//     instance, epoch, token) into weir's table weir_commits in one
+//     transaction. A token already in weir_commits is skipped, so Commit is
+//     idempotent, also across restarts; Recover commits the last
+//     checkpoint's token again and discards anything staged later. The
+//     instance tells apart processes that run the same pipeline into the
+//     same table (scale-out): each reads, writes and trims only its own
+//     rows of weir_commits (see CommitsTable).
 //   - at_least_once / at_most_once: Write buffers rows (flushing early past
 //     max_buffered_rows) and Flush writes them in one transaction. A
 //     transaction cut by a lost connection is retried after reconnecting.
@@ -91,7 +96,29 @@ type PostgresConfig struct {
 	// and objects, text otherwise) and upsert_on as primary key.
 	CreateTable bool `yaml:"create_table"`
 	// CommitsTable is weir's record of committed epochs (exactly_once);
-	// default weir_commits. It is created when missing.
+	// default weir_commits. It is created when missing, with columns
+	// pipeline, component, instance, epoch, token, rows, committed_at and
+	// primary key (pipeline, component, instance, token).
+	//
+	// instance is the sink's identity: created once per data_dir (the file
+	// instance-id in the component's directory, host name and 12 random
+	// hex digits) and kept across restarts, so that processes with
+	// separate data_dirs running the same pipeline into the same table
+	// never look up, replace or trim each other's rows (their epochs are
+	// independent counters). Each process keeps only its latest row.
+	// Copying a data_dir to start another process copies its identity:
+	// give each process a data_dir of its own.
+	//
+	// A table of an earlier weir (no instance column) is migrated at
+	// start: its rows get the empty instance and the key gains instance.
+	// The column keeps no default, so that a process of the earlier
+	// version still writing to the table fails on its next commit instead
+	// of trimming other processes' rows: upgrade every process of a
+	// pipeline together. Rows with the empty instance are read only by
+	// Recover (a checkpoint the earlier version took), which moves the one
+	// it recovers from to its own instance; those of processes that never
+	// come back may be deleted by hand. A table of another shape is
+	// refused, naming what is wrong.
 	CommitsTable string `yaml:"commits_table"`
 	// MaxBufferedRows bounds the rows buffered between flushes outside
 	// exactly_once; default 10000.
@@ -271,6 +298,9 @@ func (c *PostgresConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 		if s.stage, err = newEpochStage(b.Dir, "postgres"); err != nil {
 			return nil, fmt.Errorf("postgres: %w", err)
 		}
+		if s.instance, err = durable.ReadOrCreateID(filepath.Join(b.Dir, "instance-id"), pgInstancePrefix()); err != nil {
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pipeline.StartWait(c.ConnectTimeout))
 	defer cancel()
@@ -286,7 +316,7 @@ func (c *PostgresConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 		return nil, fmt.Errorf("postgres: table %s does not exist (create it, or set create_table: true)", s.tableName)
 	}
 	if b.Guarantee == pipeline.ExactlyOnce {
-		if err := s.createCommitsTable(ctx); err != nil {
+		if err := s.prepareCommitsTable(ctx); err != nil {
 			s.conn.Close(context.Background())
 			return nil, err
 		}
@@ -318,6 +348,13 @@ type pgSink struct {
 	table     pgx.Identifier
 	tableName string // sanitized, for SQL and messages
 	commits   string // sanitized commits table
+	// instance tells this sink's rows of the commits table from those of
+	// other processes (exactly_once); see PostgresConfig.CommitsTable.
+	instance string
+	// legacy: the commits table holds rows of an earlier weir (the empty
+	// instance) for this pipeline and component, so Commit looks there too
+	// until Recover is done. Used on the sink's goroutine only.
+	legacy bool
 
 	connMu    sync.Mutex // guards conn, tableCols, loadedTypes
 	conn      *pgx.Conn  // nil after a connection loss, until reconnected
@@ -449,18 +486,6 @@ func (s *pgSink) loadTable(ctx context.Context) error {
 		}
 	}
 	s.tableCols = cols
-	return nil
-}
-
-func (s *pgSink) createCommitsTable(ctx context.Context) error {
-	_, err := s.conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.commits+` (
-		pipeline text NOT NULL, component text NOT NULL, epoch bigint NOT NULL, token text NOT NULL,
-		rows bigint NOT NULL, committed_at timestamptz NOT NULL DEFAULT now(),
-		PRIMARY KEY (pipeline, component, token))`)
-	var pe *pgconn.PgError
-	if err != nil && !(errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P07")) { // created concurrently
-		return fmt.Errorf("postgres: create %s: %w", s.commits, err)
-	}
 	return nil
 }
 
@@ -924,9 +949,11 @@ func (s *pgSink) PreCommit(_ context.Context, checkpoint uint64) ([]byte, error)
 }
 
 // Commit implements pipeline.Committer: in one transaction it records the
-// epoch in weir_commits and inserts its staged rows; when the epoch is
-// already recorded it does nothing. A transaction cut by a lost connection
-// is retried: the record in weir_commits tells whether it had landed.
+// epoch in weir_commits under this sink's instance, inserts its staged
+// rows and deletes the instance's records of earlier epochs; when the
+// epoch is already recorded it does nothing. A transaction cut by a lost
+// connection is retried: the record in weir_commits tells whether it had
+// landed.
 func (s *pgSink) Commit(ctx context.Context, token []byte) error {
 	if s.stage == nil {
 		return errors.New("postgres: Commit outside exactly_once")
@@ -943,13 +970,26 @@ func (s *pgSink) Commit(ctx context.Context, token []byte) error {
 		return err
 	}
 	err = s.transact(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO `+s.commits+` (pipeline, component, epoch, token, rows) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
-			s.pipeline, s.component, int64(t.Checkpoint), t.ID(), t.Records)
+		tag, err := tx.Exec(ctx, `INSERT INTO `+s.commits+` (pipeline, component, instance, epoch, token, rows) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+			s.pipeline, s.component, s.instance, int64(t.Checkpoint), t.ID(), t.Records)
 		if err != nil {
 			return fmt.Errorf("postgres: record epoch in %s: %w", s.commits, err)
 		}
 		if tag.RowsAffected() == 0 {
 			return errPGAlreadyCommitted
+		}
+		if s.legacy {
+			// Committed by an earlier weir, which recorded no instance:
+			// its record moves to this instance (inserted above); the
+			// epoch's rows are in the table already.
+			tag, err := tx.Exec(ctx, `DELETE FROM `+s.commits+` WHERE pipeline = $1 AND component = $2 AND instance = '' AND token = $3`,
+				s.pipeline, s.component, t.ID())
+			if err != nil {
+				return fmt.Errorf("postgres: look up epoch in %s: %w", s.commits, err)
+			}
+			if tag.RowsAffected() > 0 {
+				return nil
+			}
 		}
 		r, err := s.stage.Open(t)
 		if err != nil {
@@ -959,8 +999,10 @@ func (s *pgSink) Commit(ctx context.Context, token []byte) error {
 		if err := s.insert(ctx, tx, p, &pgStagedRows{r: r}); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM `+s.commits+` WHERE pipeline = $1 AND component = $2 AND epoch < $3`,
-			s.pipeline, s.component, int64(t.Checkpoint)); err != nil {
+		// Only this instance's epochs are ordered with t's: other
+		// processes count checkpoints of their own.
+		if _, err := tx.Exec(ctx, `DELETE FROM `+s.commits+` WHERE pipeline = $1 AND component = $2 AND instance = $3 AND epoch < $4`,
+			s.pipeline, s.component, s.instance, int64(t.Checkpoint)); err != nil {
 			return fmt.Errorf("postgres: trim %s: %w", s.commits, err)
 		}
 		return nil
@@ -1017,8 +1059,9 @@ func (s *pgSink) planFor(ctx context.Context, t stageToken) (*pgPlan, error) {
 }
 
 // Recover implements pipeline.Committer: it commits the last checkpoint's
-// token again (a no-op when weir_commits has it) and discards anything
-// staged after it.
+// token again (a no-op when weir_commits has it, under this instance or,
+// after an upgrade, under the earlier weir's empty instance) and discards
+// anything staged after it.
 func (s *pgSink) Recover(ctx context.Context, token []byte) error {
 	if s.stage == nil {
 		return nil
@@ -1028,6 +1071,7 @@ func (s *pgSink) Recover(ctx context.Context, token []byte) error {
 			return err
 		}
 	}
+	s.legacy = false // every later token is this version's
 	if err := s.stage.Reset(); err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
