@@ -322,3 +322,35 @@ func TestPostgresSinkRefusesForeignCommitsTable(t *testing.T) {
 		}
 	})
 }
+
+// TestPostgresSinkCommitOfMissingStagedEpochFails: an epoch whose staged
+// file is gone cannot be committed, and saying so is not retried as if the
+// connection had been lost (a file error looks like a net.Error).
+func TestPostgresSinkCommitOfMissingStagedEpochFails(t *testing.T) {
+	db, dsn := pgTestDB(t)
+	table := pgTestTable(t, db, `window_start timestamptz, service text, errors bigint, p99 double precision`)
+	cfg := NewPostgresConfig()
+	cfg.DSN, cfg.Table, cfg.CommitsTable = dsn, table, pgTestCommitsTable(t, db, "")
+	dir := t.TempDir()
+	s, _ := newPGTestSink(t, cfg, pipeline.ExactlyOnce, dir, "test/sinks[0]/postgres")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.Write(ctx, pgTestRecords(0, 10, "api")); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.PreCommit(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := parseStageToken(tok)
+	if err := os.Remove(filepath.Join(dir, st.File)); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Commit(ctx, tok)
+	if err == nil || !strings.Contains(err.Error(), "is missing") || ctx.Err() != nil {
+		t.Fatalf("Commit of a missing staged epoch: %v (context: %v); want the missing file, at once", err, ctx.Err())
+	}
+	if n := pgTestInt(t, db, "SELECT count(*) FROM "+cfg.CommitsTable); n != 0 {
+		t.Fatalf("%d commit records, want none (rolled back)", n)
+	}
+}
