@@ -49,7 +49,7 @@ func TestCrashTwoProcessesOnePostgresTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pg.Close(context.Background())
+	t.Cleanup(func() { pg.Close(context.Background()) }) // after the drops below (cleanups run last first)
 	table, commits := testservices.Name("weir_scale_t"), testservices.Name("weir_scale_commits")
 	if _, err := pg.Exec(ctx, "CREATE TABLE "+table+" (proc text NOT NULL, ts timestamptz NOT NULL)"); err != nil {
 		t.Fatal(err)
