@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/weirhq/weir/internal/durable"
 	"github.com/weirhq/weir/internal/kafkaconn"
 	"github.com/weirhq/weir/pipeline"
 )
@@ -38,7 +39,7 @@ func newTasks(spec *pipeline.Spec, dir string, logger *slog.Logger) (*tasks, err
 	if index < 0 {
 		return nil, nil
 	}
-	owner, err := kafkaconn.ReadOrCreateID(filepath.Join(dir, "owner-id"), "weir-"+kafkaconn.Slug(spec.Name)+"-")
+	owner, err := durable.ReadOrCreateID(filepath.Join(dir, "owner-id"), "weir-"+kafkaconn.Slug(spec.Name)+"-")
 	if err != nil {
 		return nil, fmt.Errorf("runtime: %s: task owner id: %w", spec.Name, err)
 	}

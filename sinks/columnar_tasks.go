@@ -17,7 +17,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/weirhq/weir/internal/kafkaconn"
+	"github.com/weirhq/weir/internal/durable"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -90,7 +90,7 @@ func (c *ArrowConfig) KeepsTasks(g pipeline.Guarantee) bool {
 // setUpTasks moves staging under the output directory, where other
 // processes can finish a commit.
 func (s *ColumnarSink) setUpTasks() error {
-	instance, err := kafkaconn.ReadOrCreateID(filepath.Join(s.b.Dir, "instance-id"), "")
+	instance, err := durable.ReadOrCreateID(filepath.Join(s.b.Dir, "instance-id"), "")
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.name, err)
 	}

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/weirhq/weir/internal/durable"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -63,11 +66,14 @@ func init() {
 //
 //   - exactly_once: Write stages the epoch's converted rows in a file under
 //     the component directory; PreCommit seals it (fsync) and returns its
-//     token; Commit inserts the rows AND a row (pipeline, component, epoch,
-//     token) into weir's table weir_commits in one transaction. A token
-//     already in weir_commits is skipped, so Commit is idempotent, also
-//     across restarts; Recover commits the last checkpoint's token again
-//     and discards anything staged later.
+//     token; Commit inserts the rows AND a row (pipeline, component,
+//     instance, epoch, token) into weir's table weir_commits in one
+//     transaction. A token already in weir_commits is skipped, so Commit is
+//     idempotent, also across restarts; Recover commits the last
+//     checkpoint's token again and discards anything staged later. The
+//     instance tells apart processes that run the same pipeline into the
+//     same table (scale-out): each reads, writes and trims only its own
+//     rows of weir_commits (see CommitsTable).
 //   - at_least_once / at_most_once: Write buffers rows (flushing early past
 //     max_buffered_rows) and Flush writes them in one transaction. A
 //     transaction cut by a lost connection is retried after reconnecting.
@@ -91,7 +97,29 @@ type PostgresConfig struct {
 	// and objects, text otherwise) and upsert_on as primary key.
 	CreateTable bool `yaml:"create_table"`
 	// CommitsTable is weir's record of committed epochs (exactly_once);
-	// default weir_commits. It is created when missing.
+	// default weir_commits. It is created when missing, with columns
+	// pipeline, component, instance, epoch, token, rows, committed_at and
+	// primary key (pipeline, component, instance, token).
+	//
+	// instance is the sink's identity: created once per data_dir (the file
+	// instance-id in the component's directory, host name and 12 random
+	// hex digits) and kept across restarts, so that processes with
+	// separate data_dirs running the same pipeline into the same table
+	// never look up, replace or trim each other's rows (their epochs are
+	// independent counters). Each process keeps only its latest row.
+	// Copying a data_dir to start another process copies its identity:
+	// give each process a data_dir of its own.
+	//
+	// A table of an earlier weir (no instance column) is migrated at
+	// start: its rows get the empty instance and the key gains instance.
+	// The column keeps no default, so that a process of the earlier
+	// version still writing to the table fails on its next commit instead
+	// of trimming other processes' rows: upgrade every process of a
+	// pipeline together. Rows with the empty instance are read only by
+	// Recover (a checkpoint the earlier version took), which moves the one
+	// it recovers from to its own instance; those of processes that never
+	// come back may be deleted by hand. A table of another shape is
+	// refused, naming what is wrong.
 	CommitsTable string `yaml:"commits_table"`
 	// TasksTable keeps the truth of each input partition (offset and
 	// keyed state) when the pipeline reads a Kafka consumer group under
@@ -280,6 +308,9 @@ func (c *PostgresConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 		if s.stage, err = newEpochStage(b.Dir, "postgres"); err != nil {
 			return nil, fmt.Errorf("postgres: %w", err)
 		}
+		if s.instance, err = durable.ReadOrCreateID(filepath.Join(b.Dir, "instance-id"), pgInstancePrefix()); err != nil {
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pipeline.StartWait(c.ConnectTimeout))
 	defer cancel()
@@ -295,7 +326,7 @@ func (c *PostgresConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 		return nil, fmt.Errorf("postgres: table %s does not exist (create it, or set create_table: true)", s.tableName)
 	}
 	if b.Guarantee == pipeline.ExactlyOnce {
-		if err := s.createCommitsTable(ctx); err != nil {
+		if err := s.prepareCommitsTable(ctx); err != nil {
 			s.conn.Close(context.Background())
 			return nil, err
 		}
@@ -329,6 +360,13 @@ type pgSink struct {
 	commits    string // sanitized commits table
 	tasksTable string // sanitized tasks table
 	tasks      pgTasks
+	// instance tells this sink's rows of the commits table from those of
+	// other processes (exactly_once); see PostgresConfig.CommitsTable.
+	instance string
+	// legacy: the commits table holds rows of an earlier weir (the empty
+	// instance) for this pipeline and component, so Commit looks there too
+	// until Recover is done. Used on the sink's goroutine only.
+	legacy bool
 
 	connMu    sync.Mutex // guards conn, tableCols, loadedTypes
 	conn      *pgx.Conn  // nil after a connection loss, until reconnected
@@ -428,6 +466,10 @@ func pgConnLost(conn *pgx.Conn, err error) bool {
 	if errors.As(err, &pe) {
 		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
 	}
+	var fe *fs.PathError // a file of the sink's (a staged epoch), though it has Timeout and Temporary like net.Error
+	if errors.As(err, &fe) {
+		return false
+	}
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err)
 }
@@ -460,18 +502,6 @@ func (s *pgSink) loadTable(ctx context.Context) error {
 		}
 	}
 	s.tableCols = cols
-	return nil
-}
-
-func (s *pgSink) createCommitsTable(ctx context.Context) error {
-	_, err := s.conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.commits+` (
-		pipeline text NOT NULL, component text NOT NULL, epoch bigint NOT NULL, token text NOT NULL,
-		rows bigint NOT NULL, committed_at timestamptz NOT NULL DEFAULT now(),
-		PRIMARY KEY (pipeline, component, token))`)
-	var pe *pgconn.PgError
-	if err != nil && !(errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "42P07")) { // created concurrently
-		return fmt.Errorf("postgres: create %s: %w", s.commits, err)
-	}
 	return nil
 }
 
@@ -946,9 +976,11 @@ func (s *pgSink) seal(checkpoint uint64) (stageToken, error) {
 func (s *pgSink) marshalToken(t stageToken) ([]byte, error) { return json.Marshal(t) }
 
 // Commit implements pipeline.Committer: in one transaction it records the
-// epoch in weir_commits and inserts its staged rows; when the epoch is
-// already recorded it does nothing. A transaction cut by a lost connection
-// is retried: the record in weir_commits tells whether it had landed.
+// epoch in weir_commits under this sink's instance, inserts its staged
+// rows and deletes the instance's records of earlier epochs; when the
+// epoch is already recorded it does nothing. A transaction cut by a lost
+// connection is retried: the record in weir_commits tells whether it had
+// landed.
 func (s *pgSink) Commit(ctx context.Context, token []byte) error {
 	if s.stage == nil {
 		return errors.New("postgres: Commit outside exactly_once")
@@ -967,13 +999,26 @@ func (s *pgSink) Commit(ctx context.Context, token []byte) error {
 		}
 	}
 	err = s.transact(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO `+s.commits+` (pipeline, component, epoch, token, rows) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
-			s.pipeline, s.component, int64(t.Checkpoint), t.ID(), t.Records)
+		tag, err := tx.Exec(ctx, `INSERT INTO `+s.commits+` (pipeline, component, instance, epoch, token, rows) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+			s.pipeline, s.component, s.instance, int64(t.Checkpoint), t.ID(), t.Records)
 		if err != nil {
 			return fmt.Errorf("postgres: record epoch in %s: %w", s.commits, err)
 		}
 		if tag.RowsAffected() == 0 {
 			return errPGAlreadyCommitted
+		}
+		if s.legacy {
+			// Committed by an earlier weir, which recorded no instance:
+			// its record moves to this instance (inserted above); the
+			// epoch's rows are in the table already.
+			tag, err := tx.Exec(ctx, `DELETE FROM `+s.commits+` WHERE pipeline = $1 AND component = $2 AND instance = '' AND token = $3`,
+				s.pipeline, s.component, t.ID())
+			if err != nil {
+				return fmt.Errorf("postgres: look up epoch in %s: %w", s.commits, err)
+			}
+			if tag.RowsAffected() > 0 {
+				return nil
+			}
 		}
 		if err := s.commitTasks(ctx, tx, t); err != nil {
 			return err
@@ -988,8 +1033,10 @@ func (s *pgSink) Commit(ctx context.Context, token []byte) error {
 				return err
 			}
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM `+s.commits+` WHERE pipeline = $1 AND component = $2 AND epoch < $3`,
-			s.pipeline, s.component, int64(t.Checkpoint)); err != nil {
+		// Only this instance's epochs are ordered with t's: other
+		// processes count checkpoints of their own.
+		if _, err := tx.Exec(ctx, `DELETE FROM `+s.commits+` WHERE pipeline = $1 AND component = $2 AND instance = $3 AND epoch < $4`,
+			s.pipeline, s.component, s.instance, int64(t.Checkpoint)); err != nil {
 			return fmt.Errorf("postgres: trim %s: %w", s.commits, err)
 		}
 		return nil
@@ -1046,8 +1093,9 @@ func (s *pgSink) planFor(ctx context.Context, t stageToken) (*pgPlan, error) {
 }
 
 // Recover implements pipeline.Committer: it commits the last checkpoint's
-// token again (a no-op when weir_commits has it) and discards anything
-// staged after it.
+// token again (a no-op when weir_commits has it, under this instance or,
+// after an upgrade, under the earlier weir's empty instance) and discards
+// anything staged after it.
 func (s *pgSink) Recover(ctx context.Context, token []byte) error {
 	if s.stage == nil {
 		return nil
@@ -1064,6 +1112,7 @@ func (s *pgSink) Recover(ctx context.Context, token []byte) error {
 			return err
 		}
 	}
+	s.legacy = false // every later token is this version's
 	if err := s.stage.Reset(); err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/weirhq/weir/internal/durable"
 	"github.com/weirhq/weir/internal/kafkaconn"
 	"github.com/weirhq/weir/pipeline"
 )
@@ -320,8 +321,8 @@ func (c *KafkaConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 			if err != nil {
 				return nil, fmt.Errorf("kafka: create component dir: %w", err)
 			}
-			if id, err = kafkaconn.ReadOrCreateID(filepath.Join(dir, "instance-id"), "weir-"+kafkaconn.Slug(b.Component)+"-"); err != nil {
-				return nil, err
+			if id, err = durable.ReadOrCreateID(filepath.Join(dir, "instance-id"), "weir-"+kafkaconn.Slug(b.Component)+"-"); err != nil {
+				return nil, fmt.Errorf("kafka: %w", err)
 			}
 		}
 		opts = append(opts, kgo.InstanceID(id))

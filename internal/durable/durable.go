@@ -6,8 +6,13 @@
 package durable
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // WriteFile writes data to path so that a crash leaves either the old file
@@ -59,4 +64,33 @@ func SyncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// ReadOrCreateID returns the id stored in path, creating the file with
+// prefix followed by 12 random hex digits when it does not exist. It is how
+// a component gets an identity that is stable across restarts of one data
+// directory and different in every other one (a copied data directory
+// copies the identity too). The file is written with WriteFile, so a crash
+// leaves it absent or complete. A file that exists but holds no id, or more
+// than one line, is an error naming path: an identity that other state
+// refers to is never silently replaced.
+func ReadOrCreateID(path, prefix string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if id == "" || strings.ContainsAny(id, "\r\n") {
+			return "", fmt.Errorf("instance id file %s is damaged: want one line holding the id", path)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read instance id: %w", err)
+	}
+	var r [6]byte
+	_, _ = rand.Read(r[:]) // crypto/rand.Read never fails (Go 1.24+)
+	id := prefix + hex.EncodeToString(r[:])
+	if err := WriteFile(path, []byte(id+"\n")); err != nil {
+		return "", fmt.Errorf("write instance id %s: %w", path, err)
+	}
+	return id, nil
 }

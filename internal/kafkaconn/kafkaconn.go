@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -33,7 +32,6 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
-	"github.com/weirhq/weir/internal/durable"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -260,25 +258,6 @@ func (l Logger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		lv = slog.LevelError
 	}
 	l.L.Log(context.Background(), lv, "kafka: "+msg, keyvals...)
-}
-
-// ReadOrCreateID returns the id stored in path, creating it with a fresh
-// random id (prefix + 12 hex digits) when absent. It is how a component
-// gets an identity that is stable across restarts of one data directory and
-// different in every other one.
-func ReadOrCreateID(path, prefix string) (string, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		if id := strings.TrimSpace(string(b)); id != "" {
-			return id, nil
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("kafka: read %s: %w", path, err)
-	}
-	id := prefix + RandomHex(6)
-	if err := durable.WriteFile(path, []byte(id+"\n")); err != nil {
-		return "", fmt.Errorf("kafka: write %s: %w", path, err)
-	}
-	return id, nil
 }
 
 // RandomHex returns n random bytes as hex.
