@@ -52,6 +52,9 @@ type Build struct {
 	// truths (a TaskStore whose configuration said KeepsTasks): it must
 	// lay out its staging for that before the first Recover.
 	KeepTasks bool
+	// GroupFence, set with KeepTasks, returns the task source's consumer
+	// group membership now (see Fence).
+	GroupFence func() Fence
 }
 
 // MkDir creates b.Dir (and parents) and returns it.

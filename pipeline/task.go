@@ -27,6 +27,16 @@ type TaskState struct {
 	States map[string][]byte `json:"states,omitempty"`
 }
 
+// Fence is the consumer-group membership a claim or a commit is made
+// under: a Kafka sink commits the tasks' offsets to the group with it, and
+// the broker refuses them once the member or its generation is stale.
+type Fence struct {
+	Group      string
+	MemberID   string
+	InstanceID string // static membership; empty without
+	Generation int64
+}
+
 // Claim is a task's truth as a claim found it, and the generation the claim
 // holds.
 type Claim struct {
@@ -49,7 +59,7 @@ type TaskStore interface {
 	// ClaimTask takes the task for generation gen on behalf of owner (a
 	// stable process id) and returns its truth. It fails with ErrFenced
 	// when a later generation holds it. Safe to call from any goroutine.
-	ClaimTask(ctx context.Context, task string, gen int64, owner string) (Claim, error)
+	ClaimTask(ctx context.Context, task string, f Fence, owner string) (Claim, error)
 	// PreCommitTasks is Committer.PreCommit with the checkpoint's task
 	// truths: the token's Commit makes the output and the truths visible
 	// together, or, when any task was claimed by a later generation since,
@@ -59,15 +69,17 @@ type TaskStore interface {
 
 // TaskSource is implemented by sources whose splits are tasks (a Kafka
 // consumer group). TaskOffsets is called after each Read, with Position:
-// the next offset of every task the source owns now.
+// the next offset of every task the source owns now. GroupFence is the
+// source's membership now, from any goroutine.
 type TaskSource interface {
 	TaskOffsets() map[string]int64
+	GroupFence() Fence
 }
 
 // TaskClaimer is what the runtime gives a TaskSource in Build.ClaimTask:
-// claim a task that the group just assigned, in generation gen, before
+// claim a task that the group just assigned, under membership f, before
 // reading it. The claim's Offset is where to start when Found.
-type TaskClaimer func(ctx context.Context, task string, gen int64) (Claim, error)
+type TaskClaimer func(ctx context.Context, task string, f Fence) (Claim, error)
 
 // TaskStoreConfig is implemented by sink configurations whose sinks keep
 // task truths (TaskStore) under the given guarantee, so that the runtime

@@ -389,6 +389,9 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 	mkSink := func(c *pipeline.Component, idx int, cs *ComponentStats, keepTasks bool) (*sinkStage, error) {
 		bd := mk(c, idx)
 		bd.KeepTasks = keepTasks
+		if keepTasks {
+			bd.GroupFence = tk.fence
+		}
 		sk, err := c.Config.(pipeline.SinkConfig).NewSink(bd)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", c.Pos, c.ID, err)

@@ -22,6 +22,7 @@ type tasks struct {
 	owner    string             // this process (data_dir), in claims
 	index    int                // the sink (in spec.Sinks) that keeps the truths
 	store    pipeline.TaskStore // that sink; set once sinks are built
+	source   pipeline.TaskSource // the source whose splits are tasks
 	restores taskRestores       // claimed states on their way to the task operators
 	logger   *slog.Logger
 }
@@ -46,14 +47,19 @@ func newTasks(spec *pipeline.Spec, dir string, logger *slog.Logger) (*tasks, err
 	return &tasks{owner: owner, index: index, logger: logger}, nil
 }
 
+// hasSource finds the source whose splits are tasks.
 func (t *tasks) hasSource(sources []*sourceStage) bool {
 	for _, s := range sources {
-		if _, ok := s.src.(pipeline.TaskSource); ok {
+		if ts, ok := s.src.(pipeline.TaskSource); ok {
+			t.source = ts
 			return true
 		}
 	}
 	return false
 }
+
+// fence is the task source's membership now.
+func (t *tasks) fence() pipeline.Fence { return t.source.GroupFence() }
 
 // perTask reports whether op keeps keyed state per split: it then runs as
 // one instance per task.
@@ -66,16 +72,16 @@ func (t *tasks) perTask(op pipeline.Operator) bool {
 // claim is pipeline.Build.ClaimTask: the store claims the task, and the
 // state it holds goes to the task operators, which apply it when the
 // source announces the task in band.
-func (t *tasks) claim(ctx context.Context, task string, gen int64) (pipeline.Claim, error) {
+func (t *tasks) claim(ctx context.Context, task string, f pipeline.Fence) (pipeline.Claim, error) {
 	if t.store == nil {
 		return pipeline.Claim{}, errors.New("runtime: a task was claimed before the task store was built")
 	}
-	c, err := t.store.ClaimTask(ctx, task, gen, t.owner)
+	c, err := t.store.ClaimTask(ctx, task, f, t.owner)
 	if err != nil {
 		return c, err
 	}
 	t.restores.put(task, c.States)
-	t.logger.Info("task claimed", "task", task, "generation", gen, "found", c.Found, "offset", c.Offset)
+	t.logger.Info("task claimed", "task", task, "generation", f.Generation, "found", c.Found, "offset", c.Offset)
 	return c, nil
 }
 

@@ -173,7 +173,8 @@ func (t *columnarTasks) claimed(task string) (columnarClaimFile, error) {
 }
 
 // ClaimTask implements pipeline.TaskStore.
-func (s *ColumnarSink) ClaimTask(_ context.Context, task string, gen int64, owner string) (pipeline.Claim, error) {
+func (s *ColumnarSink) ClaimTask(_ context.Context, task string, f pipeline.Fence, owner string) (pipeline.Claim, error) {
+	gen := f.Generation
 	t := s.tasks
 	if t == nil {
 		return pipeline.Claim{}, fmt.Errorf("%s: this sink does not keep tasks", s.name)

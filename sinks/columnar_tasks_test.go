@@ -57,7 +57,7 @@ func TestColumnarTasksFenceAndFinish(t *testing.T) {
 				return s
 			}
 			a := newSink("a")
-			c, err := a.ClaimTask(ctx, "logs/0", 3, "a")
+			c, err := a.ClaimTask(ctx, "logs/0", gen(3), "a")
 			if err != nil || c.Found {
 				t.Fatalf("first claim: %+v, %v", c, err)
 			}
@@ -76,7 +76,7 @@ func TestColumnarTasksFenceAndFinish(t *testing.T) {
 			}
 
 			b := newSink("b")
-			c, err = b.ClaimTask(ctx, "logs/0", 4, "b")
+			c, err = b.ClaimTask(ctx, "logs/0", gen(4), "b")
 			if err != nil || !c.Found || c.Offset != 100 || string(c.States["w"]) != "s1" {
 				t.Fatalf("claim in generation 4: %+v, %v", c, err)
 			}
@@ -91,7 +91,7 @@ func TestColumnarTasksFenceAndFinish(t *testing.T) {
 			if err := a.Commit(ctx, tok); !errors.Is(err, pipeline.ErrFenced) {
 				t.Fatalf("zombie commit: %v, want ErrFenced", err)
 			}
-			if _, err := a.ClaimTask(ctx, "logs/0", 3, "a"); !errors.Is(err, pipeline.ErrFenced) {
+			if _, err := a.ClaimTask(ctx, "logs/0", gen(3), "a"); !errors.Is(err, pipeline.ErrFenced) {
 				t.Fatalf("zombie claim: %v, want ErrFenced", err)
 			}
 			if got := h.publishedNumbers(t, out); !slices.Equal(got, seq(0, 10)) {
@@ -128,7 +128,7 @@ func TestColumnarTasksFenceAndFinish(t *testing.T) {
 			}
 			// The next owner's claim finishes the publication.
 			cs := newSink("c")
-			c, err = cs.ClaimTask(ctx, "logs/0", 5, "c")
+			c, err = cs.ClaimTask(ctx, "logs/0", gen(5), "c")
 			if err != nil || c.Offset != 130 {
 				t.Fatalf("claim in generation 5: %+v, %v", c, err)
 			}

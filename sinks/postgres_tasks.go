@@ -93,7 +93,8 @@ func (s *pgSink) ensureTasksTable(ctx context.Context) error {
 }
 
 // ClaimTask implements pipeline.TaskStore.
-func (s *pgSink) ClaimTask(ctx context.Context, task string, gen int64, owner string) (pipeline.Claim, error) {
+func (s *pgSink) ClaimTask(ctx context.Context, task string, f pipeline.Fence, owner string) (pipeline.Claim, error) {
+	gen := f.Generation
 	if s.stage == nil {
 		return pipeline.Claim{}, errors.New("postgres: tasks outside exactly_once")
 	}

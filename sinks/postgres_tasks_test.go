@@ -37,7 +37,7 @@ func TestPostgresTasksFenceZombies(t *testing.T) {
 	ctx := context.Background()
 	tasks, commits := testservices.Name("weir_tt"), testservices.Name("weir_tc")
 	old := newPGTaskSink(t, tasks, commits)
-	c, err := old.ClaimTask(ctx, "logs/0", 3, "a")
+	c, err := old.ClaimTask(ctx, "logs/0", gen(3), "a")
 	if err != nil || c.Found {
 		t.Fatalf("first claim: %+v, %v; want not found", c, err)
 	}
@@ -52,7 +52,7 @@ func TestPostgresTasksFenceZombies(t *testing.T) {
 	// Another process takes the partition in generation 4.
 	cur := newPGTaskSink(t, tasks, commits)
 	cur.component = old.component
-	c, err = cur.ClaimTask(ctx, "logs/0", 4, "b")
+	c, err = cur.ClaimTask(ctx, "logs/0", gen(4), "b")
 	if err != nil || !c.Found || c.Offset != 100 || string(c.States["w"]) != "s1" {
 		t.Fatalf("claim in generation 4: %+v, %v; want offset 100 and the state", c, err)
 	}
@@ -65,7 +65,7 @@ func TestPostgresTasksFenceZombies(t *testing.T) {
 		t.Fatalf("zombie commit: %v, want ErrFenced", err)
 	}
 	// It cannot claim the task back with its old generation either.
-	if _, err := old.ClaimTask(ctx, "logs/0", 3, "a"); !errors.Is(err, pipeline.ErrFenced) {
+	if _, err := old.ClaimTask(ctx, "logs/0", gen(3), "a"); !errors.Is(err, pipeline.ErrFenced) {
 		t.Fatalf("zombie claim: %v, want ErrFenced", err)
 	}
 	// Recovery of the refused epoch discards it instead of failing.
@@ -80,7 +80,7 @@ func TestPostgresTasksFenceZombies(t *testing.T) {
 	if err := cur.Commit(ctx, tok); err != nil {
 		t.Fatalf("owner commit: %v", err)
 	}
-	c, err = cur.ClaimTask(ctx, "logs/0", 5, "b")
+	c, err = cur.ClaimTask(ctx, "logs/0", gen(5), "b")
 	if err != nil || c.Offset != 120 {
 		t.Fatalf("truth after the owner's commit: %+v, %v; want offset 120", c, err)
 	}
@@ -91,14 +91,14 @@ func TestPostgresTasksRefusesForeignRows(t *testing.T) {
 	ctx := context.Background()
 	tasks, commits := testservices.Name("weir_tt"), testservices.Name("weir_tc")
 	s := newPGTaskSink(t, tasks, commits)
-	if _, err := s.ClaimTask(ctx, "logs/0", 1, "a"); err != nil {
+	if _, err := s.ClaimTask(ctx, "logs/0", gen(1), "a"); err != nil {
 		t.Fatal(err)
 	}
 	db, _ := pgTestDB(t)
 	if _, err := db.Exec(ctx, `UPDATE `+tasks+` SET state = '"not a map"'`); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.ClaimTask(ctx, "logs/0", 2, "a")
+	_, err := s.ClaimTask(ctx, "logs/0", gen(2), "a")
 	if err == nil || !strings.Contains(err.Error(), tasks) || !strings.Contains(err.Error(), "not a weir task row") {
 		t.Fatalf("claim of a foreign row: %v; want a refusal naming %s", err, tasks)
 	}
@@ -152,7 +152,7 @@ pipelines:
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := s.ClaimTask(ctx, "logs/0", 1, "a"); err != nil {
+	if _, err := s.ClaimTask(ctx, "logs/0", gen(1), "a"); err != nil {
 		b.Fatal(err)
 	}
 	tok, err := s.PreCommitTasks(ctx, 1, []pipeline.TaskState{{Task: "logs/0", Offset: groups, States: map[string][]byte{"window": state}}})
@@ -162,10 +162,10 @@ pipelines:
 	if err := s.Commit(ctx, tok); err != nil {
 		b.Fatal(err)
 	}
-	gen := int64(2)
+	g := int64(2)
 	for b.Loop() {
-		c, err := s.ClaimTask(ctx, "logs/0", gen, "b")
-		gen++
+		c, err := s.ClaimTask(ctx, "logs/0", gen(g), "b")
+		g++
 		if err != nil || !c.Found {
 			b.Fatalf("claim: %+v %v", c.Found, err)
 		}
@@ -184,3 +184,6 @@ pipelines:
 	}
 	b.ReportMetric(float64(len(state))/1e6, "state-MB")
 }
+
+// gen is a membership in generation g, as claims in these tests use.
+func gen(g int64) pipeline.Fence { return pipeline.Fence{Group: "g", Generation: g} }

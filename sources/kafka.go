@@ -326,6 +326,7 @@ func (c *KafkaConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 			}
 		}
 		opts = append(opts, kgo.InstanceID(id))
+		s.instanceID = id
 	}
 	s.opts = opts
 	return s, nil
@@ -390,6 +391,8 @@ type kafkaSource struct {
 	batch   int
 	request func(context.Context) error // Build.RequestCheckpoint; nil outside the runtime
 	claim   pipeline.TaskClaimer        // Build.ClaimTask; nil: partitions are not tasks
+	// instanceID is the static member id (empty without static membership).
+	instanceID string
 
 	cl  *kgo.Client // made by the first Read, after Seek; then never changes
 	adm *kadm.Client
@@ -581,14 +584,14 @@ func (s *kafkaSource) claimTasks(ctx context.Context, offsets map[string]map[int
 	if s.claim == nil {
 		return nil, nil
 	}
-	_, gen := s.cl.GroupMetadata()
+	f := s.GroupFence()
 	out := map[kafkaTP]int64{}
 	for t, ps := range offsets {
 		for p := range ps {
 			key := kafkaTP{t, p}
-			c, err := s.claim(ctx, kafkaSplit(key), int64(gen))
+			c, err := s.claim(ctx, kafkaSplit(key), f)
 			if err != nil {
-				return out, fmt.Errorf("kafka: claim task %s in generation %d: %w", kafkaSplit(key), gen, err)
+				return out, fmt.Errorf("kafka: claim task %s in generation %d: %w", kafkaSplit(key), f.Generation, err)
 			}
 			if c.Found {
 				out[key] = c.Offset
@@ -596,6 +599,19 @@ func (s *kafkaSource) claimTasks(ctx context.Context, offsets map[string]map[int
 		}
 	}
 	return out, nil
+}
+
+// GroupFence implements pipeline.TaskSource: the group membership now.
+func (s *kafkaSource) GroupFence() pipeline.Fence {
+	f := pipeline.Fence{Group: s.cfg.Group, InstanceID: s.instanceID, Generation: -1}
+	select {
+	case <-s.ready:
+	default:
+		return f // not in the group yet
+	}
+	member, gen := s.cl.GroupMetadata()
+	f.MemberID, f.Generation = member, int64(gen)
+	return f
 }
 
 // TaskOffsets implements pipeline.TaskSource: the next offset of every
