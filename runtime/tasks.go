@@ -19,11 +19,11 @@ import (
 // pipeline runs exactly_once with a sink that keeps task truths and a
 // source whose splits are tasks.
 type tasks struct {
-	owner    string             // this process (data_dir), in claims
-	index    int                // the sink (in spec.Sinks) that keeps the truths
-	store    pipeline.TaskStore // that sink; set once sinks are built
+	owner    string              // this process (data_dir), in claims
+	index    int                 // the sink (in spec.Sinks) that keeps the truths
+	store    pipeline.TaskStore  // that sink; set once sinks are built
 	source   pipeline.TaskSource // the source whose splits are tasks
-	restores taskRestores       // claimed states on their way to the task operators
+	restores taskRestores        // claimed states on their way to the task operators
 	logger   *slog.Logger
 }
 
