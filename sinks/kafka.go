@@ -106,6 +106,11 @@ type KafkaConfig struct {
 	// 60s. One checkpoint interval's output must be produced within it
 	// (and it must not exceed the brokers' transaction.max.timeout.ms).
 	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
+	// ChangelogTopic holds the keyed state of the pipeline's tasks when
+	// this sink keeps them (a consumer group source, exactly_once; see
+	// kafka_tasks.go); default "weir-changelog.<pipeline>.<component>",
+	// created compacted when missing.
+	ChangelogTopic string `yaml:"changelog_topic"`
 }
 
 // NewKafkaConfig returns a KafkaConfig with its defaults.
@@ -265,6 +270,9 @@ func (c *KafkaConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	// meta checks the brokers now and answers Check's topic lookups; the
 	// transactional client needs the instance id, which only Recover
 	// learns from the checkpoint.
+	if b.KeepTasks {
+		s.setUpTasks(b)
+	}
 	meta, err := kgo.NewClient(base...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
@@ -383,6 +391,7 @@ type KafkaSink struct {
 	topicIDs  map[string][16]byte
 	entry     []byte // one encoded staging entry
 	body      []byte // its body, before the length prefix
+	tasks     *kafkaTasks // set when the sink keeps the pipeline's tasks
 }
 
 // Check implements pipeline.RecordChecker: a record whose topic, key or

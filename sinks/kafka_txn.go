@@ -51,6 +51,9 @@ type kafkaToken struct {
 	Bytes       int64  `json:"bytes,omitempty"`
 	CRC         uint32 `json:"crc,omitempty"`
 	MarkerTopic string `json:"marker_topic,omitempty"`
+	// Tasks are the task truths that commit with the records (a sink that
+	// keeps tasks; see kafka_tasks.go).
+	Tasks []kafkaTaskTruth `json:"tasks,omitempty"`
 }
 
 // kafkaMarker is the metadata of the sink group's committed offset.
@@ -262,26 +265,36 @@ func decodeKafkaEntry(b []byte) (*kgo.Record, error) {
 // PreCommit implements pipeline.Committer: it fsyncs what was staged since
 // the last PreCommit and returns the token that commits it.
 func (s *KafkaSink) PreCommit(_ context.Context, checkpoint uint64) ([]byte, error) {
+	tok, err := s.seal(checkpoint)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(tok)
+}
+
+// seal fsyncs what was staged since the last PreCommit into a token.
+func (s *KafkaSink) seal(checkpoint uint64) (kafkaToken, error) {
 	tok := kafkaToken{Instance: s.instance, Checkpoint: checkpoint}
+	fail := func(err error) (kafkaToken, error) { return tok, err }
 	if st := s.stage; st != nil {
 		s.stage = nil
 		if err := st.w.Flush(); err != nil {
 			st.f.Close()
-			return nil, fmt.Errorf("kafka: write staging file: %w", err)
+			return fail(fmt.Errorf("kafka: write staging file: %w", err))
 		}
 		if err := st.f.Sync(); err != nil {
 			st.f.Close()
-			return nil, fmt.Errorf("kafka: fsync staging file: %w", err)
+			return fail(fmt.Errorf("kafka: fsync staging file: %w", err))
 		}
 		if err := st.f.Close(); err != nil {
-			return nil, fmt.Errorf("kafka: close staging file: %w", err)
+			return fail(fmt.Errorf("kafka: close staging file: %w", err))
 		}
 		if err := durable.SyncDir(s.dir); err != nil {
-			return nil, fmt.Errorf("kafka: fsync staging dir: %w", err)
+			return fail(fmt.Errorf("kafka: fsync staging dir: %w", err))
 		}
 		tok.File, tok.Count, tok.Bytes, tok.CRC, tok.MarkerTopic = st.name, st.count, st.bytes, st.crc.Sum32(), st.markerTopic
 	}
-	return json.Marshal(tok)
+	return tok, nil
 }
 
 // Commit implements pipeline.Committer: it produces a token's records in
@@ -333,7 +346,24 @@ func (s *KafkaSink) Recover(ctx context.Context, token []byte) error {
 	if _, _, err := cl.ProducerID(ctx); err != nil {
 		return fmt.Errorf("kafka: init transactional producer %s: %w", s.txnID, err)
 	}
-	if tok != nil {
+	if s.tasks != nil {
+		if err := s.ensureChangelog(ctx); err != nil {
+			return err
+		}
+	}
+	switch {
+	case tok != nil && len(tok.Tasks) > 0:
+		// Never produced again: the tasks may be another process's now,
+		// and their truths are the last landed commit's either way.
+		landed, err := s.landed(ctx)
+		if err != nil {
+			return err
+		}
+		s.committed = landed
+		if landed < tok.Checkpoint {
+			s.logger.Warn("kafka: the last checkpoint's transaction did not land; its tasks resume from their truths", "checkpoint", tok.Checkpoint)
+		}
+	case tok != nil:
 		s.verify = true
 		if err := s.commit(ctx, *tok); err != nil {
 			return err
@@ -359,7 +389,7 @@ func (s *KafkaSink) commit(ctx context.Context, tok kafkaToken) error {
 	if tok.Instance != s.instance {
 		return fmt.Errorf("kafka: token of instance %s, but this sink is %s", tok.Instance, s.instance)
 	}
-	if tok.Count == 0 || tok.Checkpoint <= s.committed {
+	if (tok.Count == 0 && len(tok.Tasks) == 0) || tok.Checkpoint <= s.committed {
 		s.discard(tok.File)
 		return nil
 	}
@@ -386,6 +416,9 @@ func (s *KafkaSink) commit(ctx context.Context, tok kafkaToken) error {
 				return nil
 			}
 			s.verify = true // the outcome may be unknown: read the marker before trying again
+			if errors.Is(last, pipeline.ErrFenced) {
+				return fmt.Errorf("kafka: commit checkpoint %d: %w", tok.Checkpoint, last)
+			}
 		}
 		if attempt >= kafkaCommitAttempts || ctx.Err() != nil {
 			return fmt.Errorf("kafka: commit checkpoint %d: %w", tok.Checkpoint, last)
@@ -410,11 +443,13 @@ func (s *KafkaSink) discard(file string) {
 // transact produces the token's staged records and the marker in one
 // transaction.
 func (s *KafkaSink) transact(ctx context.Context, tok kafkaToken) (err error) {
-	f, err := os.Open(filepath.Join(s.dir, tok.File))
-	if err != nil {
-		return fmt.Errorf("staging file of checkpoint %d, whose transaction did not land: %w", tok.Checkpoint, err)
+	var f *os.File
+	if tok.File != "" {
+		if f, err = os.Open(filepath.Join(s.dir, tok.File)); err != nil {
+			return fmt.Errorf("staging file of checkpoint %d, whose transaction did not land: %w", tok.Checkpoint, err)
+		}
+		defer f.Close()
 	}
-	defer f.Close()
 	if err := s.cl.BeginTransaction(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
@@ -460,6 +495,11 @@ func (s *KafkaSink) transact(ctx context.Context, tok kafkaToken) (err error) {
 	mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("produce: %w", err)
+	}
+	if len(tok.Tasks) > 0 {
+		if err := s.commitTaskTruths(ctx, tok); err != nil {
+			return err
+		}
 	}
 	if err := s.writeMarker(ctx, tok); err != nil {
 		return err

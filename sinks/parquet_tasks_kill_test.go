@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/weirhq/weir/internal/kafkatest"
 )
 
 // parquetWindowRow is one window result as the parquet sink wrote it.
@@ -31,38 +33,40 @@ func TestParquetTasksKill(t *testing.T) {
 	}
 	lake := t.TempDir()
 	sink := fmt.Sprintf("parquet: { path: %s, schema: { window_start: string, window_end: string, service: string, n: int64, s: int64, firing: string } }", lake)
-	tasksKillTest(t, sink, func(context.Context) (map[taskWindow]taskAgg, error) {
-		got := map[taskWindow]taskAgg{}
-		err := filepath.WalkDir(lake, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.IsDir() && d.Name() == "_weir" {
-				return filepath.SkipDir
-			}
-			if d.IsDir() || !strings.HasSuffix(p, ".parquet") || strings.HasPrefix(d.Name(), ".") {
-				return nil
-			}
-			rows, err := parquet.ReadFile[parquetWindowRow](p)
-			if err != nil {
-				return fmt.Errorf("%s: %w", p, err)
-			}
-			for _, r := range rows {
-				start, err := time.Parse(time.RFC3339Nano, r.WindowStart)
+	tasksKillTest(t, func(*kafkatest.Cluster) (string, func(context.Context) (map[taskWindow]taskAgg, error)) {
+		return sink, func(context.Context) (map[taskWindow]taskAgg, error) {
+			got := map[taskWindow]taskAgg{}
+			err := filepath.WalkDir(lake, func(p string, d fs.DirEntry, err error) error {
 				if err != nil {
-					return fmt.Errorf("%s: window_start %q: %w", p, r.WindowStart, err)
+					return err
 				}
-				w := taskWindow{start.UTC(), r.Service}
-				if _, dup := got[w]; dup {
-					return fmt.Errorf("window %s %s is in two rows (the second in %s)", r.WindowStart, r.Service, p)
+				if d.IsDir() && d.Name() == "_weir" {
+					return filepath.SkipDir
 				}
-				got[w] = taskAgg{r.N, r.S}
+				if d.IsDir() || !strings.HasSuffix(p, ".parquet") || strings.HasPrefix(d.Name(), ".") {
+					return nil
+				}
+				rows, err := parquet.ReadFile[parquetWindowRow](p)
+				if err != nil {
+					return fmt.Errorf("%s: %w", p, err)
+				}
+				for _, r := range rows {
+					start, err := time.Parse(time.RFC3339Nano, r.WindowStart)
+					if err != nil {
+						return fmt.Errorf("%s: window_start %q: %w", p, r.WindowStart, err)
+					}
+					w := taskWindow{start.UTC(), r.Service}
+					if _, dup := got[w]; dup {
+						return fmt.Errorf("window %s %s is in two rows (the second in %s)", r.WindowStart, r.Service, p)
+					}
+					got[w] = taskAgg{r.N, r.S}
+				}
+				return nil
+			})
+			if os.IsNotExist(err) {
+				return nil, nil
 			}
-			return nil
-		})
-		if os.IsNotExist(err) {
-			return nil, nil
+			return got, err
 		}
-		return got, err
 	})
 }

@@ -109,23 +109,25 @@ func TestPostgresTasksKill(t *testing.T) {
 	}()
 
 	sink := fmt.Sprintf("postgres: { dsn: %q, table: %s, upsert_on: [window_start, service], tasks_table: %s, commits_table: %s }", dsn, table, tasks, commits)
-	tasksKillTest(t, sink, func(ctx context.Context) (map[taskWindow]taskAgg, error) {
-		rows, err := db.Query(ctx, `SELECT window_start, service, n, s FROM `+table)
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		got := map[taskWindow]taskAgg{}
-		for rows.Next() {
-			var w taskWindow
-			var a taskAgg
-			if err := rows.Scan(&w.start, &w.service, &a.n, &a.sum); err != nil {
+	tasksKillTest(t, func(*kafkatest.Cluster) (string, func(context.Context) (map[taskWindow]taskAgg, error)) {
+		return sink, func(ctx context.Context) (map[taskWindow]taskAgg, error) {
+			rows, err := db.Query(ctx, `SELECT window_start, service, n, s FROM `+table)
+			if err != nil {
 				return nil, err
 			}
-			w.start = w.start.UTC()
-			got[w] = a
+			defer rows.Close()
+			got := map[taskWindow]taskAgg{}
+			for rows.Next() {
+				var w taskWindow
+				var a taskAgg
+				if err := rows.Scan(&w.start, &w.service, &a.n, &a.sum); err != nil {
+					return nil, err
+				}
+				w.start = w.start.UTC()
+				got[w] = a
+			}
+			return got, rows.Err()
 		}
-		return got, rows.Err()
 	})
 }
 
@@ -138,7 +140,9 @@ func TestPostgresTasksKill(t *testing.T) {
 // the group is scaled 3 → 2 → 3. At the end read (what the sink holds,
 // failing on a (window, service) written twice) must equal a GROUP BY over
 // the input, and nothing may be dead-lettered.
-func tasksKillTest(t *testing.T, sinkYAML string, read func(ctx context.Context) (map[taskWindow]taskAgg, error)) {
+// setup gets the cluster, and returns the sinks: entry and how to read the
+// sink.
+func tasksKillTest(t *testing.T, setup func(c *kafkatest.Cluster) (sinkYAML string, read func(ctx context.Context) (map[taskWindow]taskAgg, error))) {
 	kills := 20
 	if s := os.Getenv("WEIR_CRASH_KILLS"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil && n > 0 {
@@ -149,6 +153,7 @@ func tasksKillTest(t *testing.T, sinkYAML string, read func(ctx context.Context)
 	// A short session timeout, so that partitions of a process kept down
 	// move within the test's time.
 	c := kafkatest.NewFake(t, kfake.GroupMinSessionTimeout(500*time.Millisecond))
+	sinkYAML, read := setup(c)
 	const partitions = 6
 	feed := &taskFeed{t: t, topic: c.Topic(t, partitions), partitions: partitions,
 		base: time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC), rng: rand.New(rand.NewPCG(3, 9)), want: map[taskWindow]taskAgg{},
