@@ -389,8 +389,8 @@ type KafkaSink struct {
 	committed uint64 // the highest checkpoint this process saw land
 	verify    bool   // read the marker before producing: a restart or a failed attempt happened
 	topicIDs  map[string][16]byte
-	entry     []byte // one encoded staging entry
-	body      []byte // its body, before the length prefix
+	entry     []byte      // one encoded staging entry
+	body      []byte      // its body, before the length prefix
 	tasks     *kafkaTasks // set when the sink keeps the pipeline's tasks
 }
 
