@@ -104,9 +104,14 @@ func init() {
 // partitions for session_timeout, so a process restarted within that time
 // gets its partitions back, resumes from its own checkpoint and nothing is
 // duplicated; only a process that stays dead longer hands its partitions
-// over at the group's offset (at-least-once for that interval). Closing
-// that gap for good needs the source offsets inside the sink's
-// transaction, which the runtime's interfaces do not allow today.
+// over at the group's offset (at-least-once for that interval).
+//
+// Tasks close that gap: when the pipeline's sink keeps tasks
+// (pipeline.TaskStore: postgres, kafka, parquet, arrow), Build.ClaimTask is
+// set, every assigned partition is claimed before it is read and starts at
+// its truth's offset (which wins over the checkpoint and the group), and
+// the sink commits every owned partition's offset and keyed state with the
+// output, refusing a process that lost the partition.
 //
 // # Per-partition watermarks
 //
