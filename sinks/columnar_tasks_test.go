@@ -3,6 +3,7 @@ package sinks
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -136,5 +137,37 @@ func TestColumnarTasksFenceAndFinish(t *testing.T) {
 				t.Fatalf("after the next claim: %v", got)
 			}
 		})
+	}
+}
+
+// A manifest entry that weir did not write, or that is damaged, is refused
+// with its path and the reason.
+func TestColumnarTasksRefusesCorruptManifests(t *testing.T) {
+	ctx := context.Background()
+	h := commitHarnesses[0]
+	out := t.TempDir()
+	b := testBuild(t.TempDir(), pipeline.ExactlyOnce)
+	b.KeepTasks = true
+	s := h.newSinkWith(t, out, b)
+	if err := s.Recover(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	dir := s.tasks.dir("logs/0")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ body, want string }{
+		{"not json", "is not a weir manifest entry"},
+		{`{"task":"logs/0","seq":7,"staged_dir":"x"}`, "is corrupt"},
+		{`{"task":"logs/0","seq":1,"staged_dir":"../../etc"}`, "is corrupt"},
+	} {
+		name := filepath.Join(dir, entryName(1))
+		if err := os.WriteFile(name, []byte(c.body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.ClaimTask(ctx, "logs/0", gen(1), "a")
+		if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("manifest %q: claim gave %v; want %q naming %s", c.body, err, c.want, name)
+		}
 	}
 }

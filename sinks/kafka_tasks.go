@@ -153,6 +153,28 @@ func (s *KafkaSink) ClaimTask(ctx context.Context, task string, f pipeline.Fence
 
 // readState reads a task's state chunks from the changelog.
 func (s *KafkaSink) readState(ctx context.Context, task string, chunks []int64) (map[string][]byte, error) {
+	starts, err := s.adm.ListStartOffsets(ctx, s.tasks.changelog)
+	if err == nil {
+		err = starts.Error()
+	}
+	ends, eerr := s.adm.ListEndOffsets(ctx, s.tasks.changelog)
+	if err == nil {
+		err = eerr
+	}
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kafka: task %s: the changelog %s: %w", task, s.tasks.changelog, err)
+	}
+	start, _ := starts.Lookup(s.tasks.changelog, 0)
+	end, _ := ends.Lookup(s.tasks.changelog, 0)
+	for _, off := range chunks {
+		if off < start.Offset || off >= end.Offset {
+			return nil, fmt.Errorf("kafka: task %s: its state is at offset %d of %s, which holds offsets %d to %d: the changelog was truncated, deleted or re-created, and the task's state is lost (reset the group %s to start the task over)",
+				task, off, s.tasks.changelog, start.Offset, end.Offset, s.tasks.group)
+		}
+	}
 	cl, err := kgo.NewClient(append(s.base, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
 		s.tasks.changelog: {0: kgo.NewOffset().At(chunks[0])}}), kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
 	if err != nil {

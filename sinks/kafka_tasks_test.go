@@ -1,0 +1,116 @@
+package sinks_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/weirhq/weir/internal/kafkaconn"
+	"github.com/weirhq/weir/internal/kafkatest"
+	"github.com/weirhq/weir/pipeline"
+	"github.com/weirhq/weir/sinks"
+)
+
+// A Kafka sink that keeps tasks: a claim reads the truth the last commit
+// left (state in several changelog chunks included), a commit under a
+// stale membership is refused and its output never becomes visible, and a
+// truth whose state is no longer in the changelog is refused with the
+// reason.
+func TestKafkaSinkTasks(t *testing.T) {
+	ctx := context.Background()
+	c := kafkatest.New(t)
+	in, out := c.Topic(t, 2), c.Topic(t, 1)
+	group := kafkatest.Name("g")
+	member := c.Client(t, kgo.ConsumerGroup(group), kgo.ConsumeTopics(in))
+	deadline := time.Now().Add(20 * time.Second)
+	fence := pipeline.Fence{Group: group, Generation: -1}
+	for fence.Generation < 0 && time.Now().Before(deadline) {
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		member.PollFetches(pctx)
+		cancel()
+		id, gen := member.GroupMetadata()
+		fence.MemberID, fence.Generation = id, int64(gen)
+	}
+	if fence.Generation < 0 {
+		t.Fatal("the group member did not join")
+	}
+	current := fence
+	cfg := sinks.NewKafkaConfig()
+	cfg.Brokers = c.Brokers
+	cfg.Topic, _ = pipeline.CompileTemplate(out, pipeline.Pos{})
+	cfg.ChangelogTopic = kafkatest.Name("changelog")
+	const component = "t/sinks[0]/kafka"
+	sk, err := cfg.NewSink(pipeline.Build{Pipeline: "t", Component: component, Guarantee: pipeline.ExactlyOnce,
+		Dir: t.TempDir(), KeepTasks: true, GroupFence: func() pipeline.Fence { return current }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sk.Close(ctx)
+	s := sk.(*sinks.KafkaSink)
+	if err := s.Recover(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	task := in + "/0"
+	claim, err := s.ClaimTask(ctx, task, fence, "a")
+	if err != nil || claim.Found {
+		t.Fatalf("first claim: %+v, %v", claim, err)
+	}
+	write := func(from, n int) {
+		t.Helper()
+		b := batchOf(t, from, n)
+		for _, r := range b.Records {
+			r.Split = task
+		}
+		if err := s.Write(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := bytes.Repeat([]byte("window state "), 100_000) // 1.3 MB: three chunks
+	write(0, 10)
+	tok, err := s.PreCommitTasks(ctx, 1, []pipeline.TaskState{{Task: task, Offset: 10, States: map[string][]byte{"w": big}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, tok); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	claim, err = s.ClaimTask(ctx, task, fence, "a")
+	if err != nil || !claim.Found || claim.Offset != 10 || !bytes.Equal(claim.States["w"], big) {
+		t.Fatalf("claim after the commit: found %v offset %d state %d bytes, %v", claim.Found, claim.Offset, len(claim.States["w"]), err)
+	}
+
+	// A stale membership (a zombie): the commit is refused, the output
+	// stays invisible.
+	current = pipeline.Fence{Group: group, MemberID: fence.MemberID, Generation: fence.Generation - 1}
+	write(10, 5)
+	tok, err = s.PreCommitTasks(ctx, 2, []pipeline.TaskState{{Task: task, Offset: 15}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, tok); !errors.Is(err, pipeline.ErrFenced) {
+		t.Fatalf("zombie commit: %v, want ErrFenced", err)
+	}
+	got := c.ReadCommitted(t, out, 10)
+	exactlyOnce(t, got, 10)
+	if claim, err := s.ClaimTask(ctx, task, fence, "a"); err != nil || claim.Offset != 10 {
+		t.Fatalf("the truth after the refused commit: offset %d, %v; want 10", claim.Offset, err)
+	}
+
+	// A truth whose state chunk is gone from the changelog.
+	adm := kadm.NewClient(c.Client(t))
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: in, Partition: 1, At: 7, Metadata: `{"owner":"x","generation":1,"chunks":[9999]}`})
+	if _, err := adm.CommitOffsets(ctx, "weir-tasks."+kafkaconn.Slug(component), offs); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.ClaimTask(ctx, in+"/1", fence, "a")
+	if err == nil || !strings.Contains(err.Error(), "truncated") || !strings.Contains(err.Error(), cfg.ChangelogTopic) {
+		t.Fatalf("claim with a lost state: %v; want a refusal naming the changelog", err)
+	}
+}
