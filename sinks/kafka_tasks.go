@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -63,7 +64,18 @@ type kafkaTasks struct {
 	group     string // the tasks group
 	changelog string
 	fence     func() pipeline.Fence
-	owner     string // set by the first claim
+
+	mu      sync.Mutex        // guards owner, members: ClaimTask runs on the source's goroutine
+	owner   string            // set by the first claim
+	members map[string]string // task → the member id that claimed it
+}
+
+// claimedBy returns the member id that claimed task.
+func (t *kafkaTasks) claimedBy(task string) (string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m, ok := t.members[task]
+	return m, ok
 }
 
 func (s *KafkaSink) setUpTasks(b pipeline.Build) {
@@ -113,7 +125,13 @@ func (s *KafkaSink) ClaimTask(ctx context.Context, task string, f pipeline.Fence
 	if err != nil {
 		return pipeline.Claim{}, fmt.Errorf("kafka: %w", err)
 	}
+	s.tasks.mu.Lock()
 	s.tasks.owner = owner
+	if s.tasks.members == nil {
+		s.tasks.members = map[string]string{}
+	}
+	s.tasks.members[task] = f.MemberID
+	s.tasks.mu.Unlock()
 	claim := pipeline.Claim{Generation: f.Generation, TaskState: pipeline.TaskState{Task: task, Offset: -1}}
 	deadline := time.Now().Add(max(s.cfg.TransactionTimeout, 10*time.Second))
 	for {
@@ -240,9 +258,26 @@ func (s *KafkaSink) PreCommitTasks(ctx context.Context, checkpoint uint64, tasks
 // and the offsets to the source's group under its membership now.
 func (s *KafkaSink) commitTaskTruths(ctx context.Context, tok kafkaToken) error {
 	f := s.tasks.fence()
+	for wait := time.Now().Add(5 * time.Second); f.Generation < 0 && time.Now().Before(wait); f = s.tasks.fence() {
+		// Between generations (joining): wait for the next one.
+		if err := pipeline.SleepContext(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
 	if f.Group == "" || f.Generation < 0 {
 		return fmt.Errorf("kafka: commit tasks: not a member of the source's group now: %w", pipeline.ErrFenced)
 	}
+	// Offsets commit under the membership of now, which must be the one
+	// that claimed every task: a member that lost its session and joined
+	// again may no longer own them.
+	for _, t := range tok.Tasks {
+		if m, ok := s.tasks.claimedBy(t.Task); !ok || m != f.MemberID {
+			return fmt.Errorf("kafka: commit tasks: task %s was claimed by member %q, this process is member %q now: %w", t.Task, m, f.MemberID, pipeline.ErrFenced)
+		}
+	}
+	s.tasks.mu.Lock()
+	owner := s.tasks.owner
+	s.tasks.mu.Unlock()
 	offsets := map[string]map[int32]kmsg.TxnOffsetCommitRequestTopicPartition{}
 	meta := map[string]map[int32]kmsg.TxnOffsetCommitRequestTopicPartition{}
 	for _, t := range tok.Tasks {
@@ -250,7 +285,7 @@ func (s *KafkaSink) commitTaskTruths(ctx context.Context, tok kafkaToken) error 
 		if err != nil {
 			return fmt.Errorf("kafka: %w", err)
 		}
-		m := kafkaTaskMeta{Owner: s.tasks.owner, Generation: f.Generation}
+		m := kafkaTaskMeta{Owner: owner, Generation: f.Generation}
 		if len(t.States) > 0 {
 			b, err := json.Marshal(t.States)
 			if err != nil {
@@ -284,14 +319,39 @@ func (s *KafkaSink) commitTaskTruths(ctx context.Context, tok kafkaToken) error 
 	if err := s.txnOffsetCommit(ctx, s.tasks.group, pipeline.Fence{Generation: -1}, meta); err != nil {
 		return fmt.Errorf("kafka: commit task truths to group %s: %w", s.tasks.group, err)
 	}
-	if err := s.txnOffsetCommit(ctx, f.Group, f, offsets); err != nil {
-		if errors.Is(err, kerr.IllegalGeneration) || errors.Is(err, kerr.UnknownMemberID) || errors.Is(err, kerr.FencedInstanceID) ||
-			errors.Is(err, kerr.RebalanceInProgress) || errors.Is(err, kerr.StaleMemberEpoch) {
+	// A rebalance in progress is waited out, within the open transaction:
+	// the member keeps its partitions until its revoke callback has run,
+	// which needs this checkpoint, so the commit is retried with the
+	// generation the rebalance gives it, as long as it is the same member.
+	deadline := time.Now().Add(max(s.cfg.TransactionTimeout/2, 5*time.Second))
+	for {
+		err := s.txnOffsetCommit(ctx, f.Group, f, offsets)
+		if err == nil {
+			return nil
+		}
+		switch {
+		case errors.Is(err, kerr.RebalanceInProgress) && time.Now().Before(deadline):
+			if err := pipeline.SleepContext(ctx, 50*time.Millisecond); err != nil {
+				return err
+			}
+			next := s.tasks.fence()
+			for next.Generation < 0 && time.Now().Before(deadline) {
+				if err := pipeline.SleepContext(ctx, 50*time.Millisecond); err != nil {
+					return err
+				}
+				next = s.tasks.fence()
+			}
+			if next.MemberID != f.MemberID || next.Generation < 0 {
+				return fmt.Errorf("kafka: commit task offsets to group %s: the membership changed during a rebalance (member %s, now %s): %w", f.Group, f.MemberID, next.MemberID, pipeline.ErrFenced)
+			}
+			f = next
+			continue
+		case errors.Is(err, kerr.IllegalGeneration) || errors.Is(err, kerr.UnknownMemberID) || errors.Is(err, kerr.FencedInstanceID) ||
+			errors.Is(err, kerr.RebalanceInProgress) || errors.Is(err, kerr.StaleMemberEpoch):
 			err = fmt.Errorf("%w (%v)", pipeline.ErrFenced, err)
 		}
 		return fmt.Errorf("kafka: commit task offsets to group %s as member %s in generation %d: %w", f.Group, f.MemberID, f.Generation, err)
 	}
-	return nil
 }
 
 // txnOffsetCommit adds group to the open transaction and commits offsets
