@@ -147,7 +147,8 @@ func (c *DedupeConfig) NewOperator(b pipeline.Build) (pipeline.Operator, error) 
 //
 // The watermark advances per record in input order, so the output does not
 // depend on batching. Process, Tick, Snapshot and Restore are called from
-// one goroutine; the counters may be read from any.
+// one goroutine; the counters, Watermark and SplitWatermarks may be read
+// from any.
 type Dedupe struct {
 	id        string
 	now       func() time.Time
@@ -166,8 +167,15 @@ type Dedupe struct {
 
 	duplicates atomic.Int64
 	evicted    atomic.Int64
-	keys       atomic.Int64 // len(seen) after the last call
-	watermark  atomic.Int64 // the watermark after the last call
+	keys       atomic.Int64   // len(seen) after the last call
+	watermark  atomic.Int64   // the watermark after the last call
+	published  publishedMarks // the per-split watermarks after the last call
+}
+
+// SplitWatermarks implements pipeline.SplitWatermarker: each split's own
+// watermark as of the end of the last call. Safe for concurrent use.
+func (d *Dedupe) SplitWatermarks() map[pipeline.SplitID]time.Time {
+	return d.published.splitWatermarks()
 }
 
 // Watermark returns the operator's event-time watermark (zero before the
@@ -228,6 +236,7 @@ func (d *Dedupe) Process(_ context.Context, b *pipeline.Batch) error {
 	d.duplicates.Add(dups)
 	d.keys.Store(int64(len(d.seen)))
 	d.watermark.Store(d.marks.wm)
+	d.published.publish(d.marks)
 	return nil
 }
 
@@ -294,6 +303,7 @@ func (d *Dedupe) OnSplits(_ context.Context, source int, c pipeline.SplitChange,
 		d.keys.Store(int64(len(d.seen)))
 		d.watermark.Store(d.marks.wm)
 	}
+	d.published.publish(d.marks)
 	return true, nil
 }
 
@@ -366,5 +376,6 @@ func (d *Dedupe) Restore(state []byte) error {
 	d.evicted.Store(evicted)
 	d.keys.Store(int64(len(seen)))
 	d.watermark.Store(marks.wm)
+	d.published.publish(marks)
 	return nil
 }

@@ -490,7 +490,8 @@ func (c *WindowConfig) NewOperator(b pipeline.Build) (pipeline.Operator, error) 
 // with N = 1.
 //
 // Process, Finish, Tick, Snapshot and Restore are called from one goroutine
-// (the operator chain); Late may be called from any goroutine.
+// (the operator chain); Late, Watermark and SplitWatermarks may be called
+// from any goroutine.
 type Window struct {
 	plan      *windowPlan
 	now       func() time.Time
@@ -503,8 +504,9 @@ type Window struct {
 	// arena, gvals and advances, which nothing writes until all are done.
 	shards    []*shard
 	seed      maphash.Seed
-	late      atomic.Int64 // records dead-lettered as too late
-	watermark atomic.Int64 // the watermark after the last call, for Watermark
+	late      atomic.Int64   // records dead-lettered as too late
+	watermark atomic.Int64   // the watermark after the last call, for Watermark
+	published publishedMarks // the per-split watermarks after the last call
 
 	// Per-batch scratch, reused.
 	entries  [][]entry // per shard
@@ -539,6 +541,12 @@ func (w *Window) Late() int64 { return w.late.Load() }
 // Watermark returns the operator's event-time watermark (zero before the
 // first record), for lag metrics.
 func (w *Window) Watermark() time.Time { return watermarkTime(w.watermark.Load()) }
+
+// SplitWatermarks implements pipeline.SplitWatermarker: each split's own
+// watermark as of the end of the last call. Safe for concurrent use.
+func (w *Window) SplitWatermarks() map[pipeline.SplitID]time.Time {
+	return w.published.splitWatermarks()
+}
 
 func watermarkTime(wm int64) time.Time {
 	if wm == noWatermark || wm == 0 {
@@ -666,6 +674,7 @@ func (w *Window) collect(b *pipeline.Batch, replace bool) {
 	w.dead = w.dead[:0]
 	clear(w.merged)
 	w.watermark.Store(w.marks.wm)
+	w.published.publish(w.marks)
 }
 
 // merge merges the shards' outputs, each already in emission order, into
@@ -710,6 +719,7 @@ func (w *Window) Tick(_ context.Context, now time.Time, b *pipeline.Batch) error
 // split, so the change is not forwarded.
 func (w *Window) OnSplits(_ context.Context, source int, c pipeline.SplitChange, b *pipeline.Batch) (bool, error) {
 	if !w.marks.splits(source, c, w.now()) {
+		w.published.publish(w.marks)
 		return false, nil
 	}
 	for _, sh := range w.shards {
@@ -833,5 +843,6 @@ func (w *Window) Restore(state []byte) error {
 	w.marks, w.shards = marks, shards
 	w.late.Store(late)
 	w.watermark.Store(marks.wm)
+	w.published.publish(marks)
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"math"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/weirhq/weir/pipeline"
@@ -40,6 +41,9 @@ type watermarks struct {
 	inputs      []*inputMark  // sorted by (source, split)
 	last        *inputMark    // the split of the previous record (fast path)
 	wm          int64         // combined, monotonic; noWatermark before any record
+	// changed says a split's mark or the set of splits changed since the
+	// last publish.
+	changed bool
 }
 
 // inputMark is the progress of one split.
@@ -90,6 +94,7 @@ func (w *watermarks) observe(source int, split string, t int64, now time.Time) b
 	}
 	if t > m.max {
 		m.max = t
+		w.changed = true
 	}
 	return w.recompute()
 }
@@ -97,7 +102,7 @@ func (w *watermarks) observe(source int, split string, t int64, now time.Time) b
 // splits applies a source's split change at wall-clock now and reports
 // whether the combined watermark advanced.
 func (w *watermarks) splits(source int, c pipeline.SplitChange, now time.Time) bool {
-	w.last = nil
+	w.last, w.changed = nil, true
 	if c.Reset {
 		w.inputs = slices.DeleteFunc(w.inputs, func(m *inputMark) bool {
 			return m.source == source && !slices.Contains(c.Added, m.split)
@@ -189,7 +194,7 @@ func (w *watermarks) appendState(s *stateWriter) {
 func (w *watermarks) readState(s *stateReader) {
 	w.wm = s.varint()
 	n := s.count()
-	w.inputs, w.last = nil, nil
+	w.inputs, w.last, w.changed = nil, nil, true
 	for range n {
 		m := &inputMark{source: int(s.varint())}
 		if s.version >= 2 {
@@ -205,4 +210,52 @@ func (w *watermarks) readState(s *stateReader) {
 		}
 		w.inputs = append(w.inputs, m)
 	}
+}
+
+// splitMark is one split's own watermark (its largest event time minus
+// the delay), as published for readers on other goroutines.
+type splitMark struct {
+	id   pipeline.SplitID
+	mark int64
+}
+
+// publishedMarks holds the per-split watermarks of a watermarks as of the
+// end of the operator's last call, for SplitWatermarks on another
+// goroutine (the metrics reader). The operator's goroutine stores a new
+// slice, never written again, when a mark or the set of splits changed;
+// readers load it. One allocation per changed call (not per record) is
+// what Process pays.
+type publishedMarks struct {
+	p atomic.Pointer[[]splitMark]
+}
+
+// publish stores w's per-split marks if they changed since the last call.
+// Call it on the operator's goroutine, at the end of each call that may
+// have changed them, and after w replaced the operator's watermarks.
+func (p *publishedMarks) publish(w *watermarks) {
+	if !w.changed {
+		return
+	}
+	w.changed = false
+	out := make([]splitMark, 0, len(w.inputs))
+	for _, m := range w.inputs {
+		if m.max != noWatermark {
+			out = append(out, splitMark{pipeline.SplitID{Source: m.source, Split: m.split}, m.max - w.delay})
+		}
+	}
+	p.p.Store(&out)
+}
+
+// splitWatermarks returns the published marks as a new map (see
+// pipeline.SplitWatermarker). Safe for concurrent use.
+func (p *publishedMarks) splitWatermarks() map[pipeline.SplitID]time.Time {
+	marks := p.p.Load()
+	if marks == nil {
+		return map[pipeline.SplitID]time.Time{}
+	}
+	out := make(map[pipeline.SplitID]time.Time, len(*marks))
+	for _, m := range *marks {
+		out[m.id] = time.Unix(0, m.mark).UTC()
+	}
+	return out
 }

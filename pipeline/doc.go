@@ -39,6 +39,9 @@
 // SplitHandler (operators with per-split watermarks), Stateless (operators
 // the runtime may run on every core), Committer (two-phase-commit sinks),
 // TaskStore (sinks that keep task truths: task.go), Flusher,
-// RecordChecker; on configurations, Validator, GuaranteeWarner (warnings
-// for `validate`), TaskStoreConfig, TaskSourceConfig and KeyedConfig.
+// RecordChecker; for metrics (metrics_helpers.go), Lagger and SplitLagger
+// (source backlog, in all and per split), SplitWatermarker (per-split
+// watermarks of event-time operators) and LateCounter; on configurations,
+// Validator, GuaranteeWarner (warnings for `validate`), TaskStoreConfig,
+// TaskSourceConfig and KeyedConfig.
 package pipeline

@@ -10,31 +10,46 @@ package runtime
 //
 // Instruments (OTel names; the Prometheus exporter writes dots as
 // underscores, appends _total to counters and the unit to seconds and
-// bytes; labels are weir_pipeline, weir_component, weir_component_kind):
+// bytes; labels are weir_pipeline, weir_component, weir_component_kind,
+// and on the per-split gauges weir_split and weir_source):
 //
-//	name                        kind       unit          attributes                      what
-//	weir.records.in             counter    {record}      pipeline, component, kind       records into a component (sources: read; operators: given to Process; sinks: written)
-//	weir.records.out            counter    {record}      pipeline, component, kind       records out of a component (sources: handed on; operators: emitted; sinks: written)
-//	weir.records.dead_lettered  counter    {record}      pipeline                        records sent to the dead-letter output
-//	weir.records.late           counter    {record}      pipeline, component (operator)  records past allowed_lateness (operators with Late() int64)
-//	weir.records.duplicates     counter    {record}      pipeline, component (source)    redeliveries dropped by message id (WAL-fed sources)
-//	weir.source.lag             gauge      {record}      pipeline, component (source)    backlog, for sources implementing pipeline.Lagger
-//	weir.queue.length           gauge      {batch}       pipeline, component             messages waiting in a stage's input channel (operators, each sink)
-//	weir.queue.capacity         gauge      {batch}       pipeline, component             that channel's capacity: length == capacity is backpressure
-//	weir.batch.duration         histogram  s             pipeline, component             operator chain Process time per batch (component "operators"); sink Write time per batch
-//	weir.checkpoints            counter    {checkpoint}  pipeline                        completed checkpoints
-//	weir.checkpoint.failures    counter    {checkpoint}  pipeline                        failed checkpoints
-//	weir.checkpoint.duration    histogram  s             pipeline                        barrier injection to commit
-//	weir.checkpoint.size        gauge      By            pipeline                        size of the last checkpoint
-//	weir.checkpoint.age         gauge      s             pipeline                        time since the last checkpoint (since the start before the first)
-//	weir.wal.size               gauge      By            pipeline, component (source)    ingest WAL bytes of a WAL-fed source
-//	weir.pipeline.up            gauge                    pipeline                        1 while running, 0 once finished or failed
+//	name                            kind        unit           attributes                                      what
+//	weir.records.in                 counter     {record}       pipeline, component, kind                       records into a component (sources: read; operators: given to Process; sinks: written)
+//	weir.records.out                counter     {record}       pipeline, component, kind                       records out of a component (sources: handed on; operators: emitted; sinks: written)
+//	weir.records.dead_lettered      counter     {record}       pipeline                                        records sent to the dead-letter output
+//	weir.records.late               counter     {record}       pipeline, component (operator)                  records past allowed_lateness (operators with Late() int64)
+//	weir.records.duplicates         counter     {record}       pipeline, component (source)                    redeliveries dropped by message id (WAL-fed sources)
+//	weir.source.lag                 gauge       {record}       pipeline, component (source)                    backlog, for sources implementing pipeline.Lagger
+//	weir.source.split.lag           gauge       {record}       pipeline, component (source), split             backlog per split (Kafka: messages left on a partition), for sources implementing pipeline.SplitLagger
+//	weir.operator.split.watermark   gauge       s              pipeline, component (operator), source, split   a split's own watermark as a Unix time, for operators implementing pipeline.SplitWatermarker (window, dedupe)
+//	weir.queue.length               gauge       {batch}        pipeline, component                             messages waiting in a stage's input channel (operators, each sink)
+//	weir.queue.capacity             gauge       {batch}        pipeline, component                             that channel's capacity: length == capacity is backpressure
+//	weir.batch.duration             histogram   s              pipeline, component                             operator chain Process time per batch (component "operators"); sink Write time per batch
+//	weir.checkpoints                counter     {checkpoint}   pipeline                                        completed checkpoints
+//	weir.checkpoint.failures        counter     {checkpoint}   pipeline                                        failed checkpoints
+//	weir.checkpoint.duration        histogram   s              pipeline                                        barrier injection to commit
+//	weir.checkpoint.size            gauge       By             pipeline                                        size of the last checkpoint
+//	weir.checkpoint.age             gauge       s              pipeline                                        time since the last checkpoint (since the start before the first)
+//	weir.wal.size                   gauge       By             pipeline, component (source)                    ingest WAL bytes of a WAL-fed source
+//	weir.pipeline.up                gauge                      pipeline                                        1 while running, 0 once finished or failed
 //
 // Histogram buckets: HistogramBounds (100 µs doubling to 26 s).
+//
+// The per-split gauges have one series per split a component has now
+// (weir.split: "topic/partition" for Kafka, a file's identity), so a
+// revoked partition's series disappears. On the watermark gauge,
+// weir.source is the id of the source component the split belongs to.
+// The watermark is a timestamp rather than an age, as Prometheus's
+// instrumentation guidelines advise for times (the Unix time of the event,
+// not the time since it) and as Flink reports currentInputWatermark: it
+// stays right between scrapes and when the pipeline stalls, and
+// `time() - weir_operator_split_watermark_seconds` is the event-time lag;
+// a split that is behind shows as the lowest series of its operator.
 
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"time"
 
@@ -55,6 +70,11 @@ const (
 	AttrPipeline      = attribute.Key("weir.pipeline")
 	AttrComponent     = attribute.Key("weir.component")
 	AttrComponentKind = attribute.Key("weir.component.kind")
+	// AttrSplit is the split of a per-split gauge (Record.Split).
+	AttrSplit = attribute.Key("weir.split")
+	// AttrSource is, on weir.operator.split.watermark, the id of the
+	// source component the split belongs to.
+	AttrSource = attribute.Key("weir.source")
 )
 
 // PipelineState is where a pipeline is in its life.
@@ -142,6 +162,9 @@ func observeOperator(s *Stats, id string, op pipeline.Operator) *ComponentStats 
 	cs := &ComponentStats{ID: id}
 	if l, ok := op.(pipeline.LateCounter); ok {
 		cs.late = l.Late
+	}
+	if w, ok := op.(pipeline.SplitWatermarker); ok {
+		cs.splitWatermarks = w.SplitWatermarks
 	}
 	s.Operators = append(s.Operators, cs)
 	return cs
@@ -268,6 +291,8 @@ const (
 	metricLate             = "weir.records.late"
 	metricDuplicates       = "weir.records.duplicates"
 	metricSourceLag        = "weir.source.lag"
+	metricSourceSplitLag   = "weir.source.split.lag"
+	metricSplitWatermark   = "weir.operator.split.watermark"
 	metricQueueLength      = "weir.queue.length"
 	metricQueueCapacity    = "weir.queue.capacity"
 	metricCheckpoints      = "weir.checkpoints"
@@ -286,6 +311,33 @@ const (
 
 func componentAttrs(pipe, component, kind string) attribute.Set {
 	return attribute.NewSet(AttrPipeline.String(pipe), AttrComponent.String(component), AttrComponentKind.String(kind))
+}
+
+// observeSplits reports the per-split gauges of s: every source's split
+// lags and every operator's split watermarks.
+func observeSplits(o metric.Observer, s *Stats, lag metric.Int64ObservableGauge, wm metric.Float64ObservableGauge) {
+	for _, c := range s.Sources {
+		if c.splitLags == nil {
+			continue
+		}
+		for split, n := range c.splitLags() {
+			o.ObserveInt64(lag, n, metric.WithAttributes(AttrPipeline.String(s.Pipeline), AttrComponent.String(c.ID),
+				AttrComponentKind.String(componentKindSource), AttrSplit.String(split)))
+		}
+	}
+	for _, c := range s.Operators {
+		if c.splitWatermarks == nil {
+			continue
+		}
+		for id, t := range c.splitWatermarks() {
+			source := strconv.Itoa(id.Source)
+			if id.Source >= 0 && id.Source < len(s.Sources) {
+				source = s.Sources[id.Source].ID
+			}
+			o.ObserveFloat64(wm, float64(t.UnixNano())/1e9, metric.WithAttributes(AttrPipeline.String(s.Pipeline), AttrComponent.String(c.ID),
+				AttrComponentKind.String(componentKindOperator), AttrSource.String(source), AttrSplit.String(id.Split)))
+		}
+	}
 }
 
 // forEachCounter calls f with every counter of s.
@@ -360,11 +412,15 @@ func (m *Metrics) register(meter metric.Meter) error {
 		metric.WithDescription("Bytes in a WAL-fed source's ingest write-ahead log."))
 	up, err7 := meter.Int64ObservableGauge(metricPipelineUp,
 		metric.WithDescription("1 while a pipeline is running, 0 once it finished or failed."))
-	errs = append(errs, err1, err2, err3, err4, err5, err6, err7)
+	splitLag, err8 := meter.Int64ObservableGauge(metricSourceSplitLag, metric.WithUnit("{record}"),
+		metric.WithDescription("How far a source is behind on one of its splits (Kafka: messages left to read on a partition), for sources that know."))
+	splitWM, err9 := meter.Float64ObservableGauge(metricSplitWatermark, metric.WithUnit("s"),
+		metric.WithDescription("An event-time operator's watermark for one split (its largest event time minus the allowed out-of-orderness), as a Unix time; the operator's watermark is the lowest of the splits not idle or caught up."))
+	errs = append(errs, err1, err2, err3, err4, err5, err6, err7, err8, err9)
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	insts := []metric.Observable{lag, qlen, qcap, size, age, walSize, up}
+	insts := []metric.Observable{lag, qlen, qcap, size, age, walSize, up, splitLag, splitWM}
 	for _, c := range counters {
 		insts = append(insts, c)
 	}
@@ -384,6 +440,7 @@ func (m *Metrics) register(meter metric.Meter) error {
 					o.ObserveInt64(walSize, c.walSize(), a)
 				}
 			}
+			observeSplits(o, s, splitLag, splitWM)
 			for _, q := range s.queues {
 				kind := componentKindSink
 				if q.component == componentKindOperators {

@@ -300,6 +300,9 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 		cs := &ComponentStats{ID: c.ID}
 		stats.Sources = append(stats.Sources, cs)
 		cs.lag = lagOf(src) // observability hook: source lag
+		if l, ok := src.(pipeline.SplitLagger); ok {
+			cs.splitLags = l.SplitLags // observability hook: per-split lag
+		}
 		st := &sourceStage{idx: i, id: bd.Component, src: src, guarantee: spec.Guarantee,
 			batchSize: spec.BatchSize, logger: logger, stats: cs, trigger: make(chan barrierRequest, 1)}
 		pos := state(func(c *Checkpoint) []ComponentState { return c.Sources }, c.ID)

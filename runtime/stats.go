@@ -3,6 +3,8 @@ package runtime
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/weirhq/weir/pipeline"
 )
 
 // ComponentStats counts what one component has done. Fields are updated
@@ -20,6 +22,10 @@ type ComponentStats struct {
 	late    func() int64      // operators with Late() int64 (windows)
 	lag     func() int64      // sources implementing pipeline.Lagger
 	walSize func() int64      // sources fed through the ingest WAL: its size in bytes
+	// splitLags: sources implementing pipeline.SplitLagger.
+	splitLags func() map[string]int64
+	// splitWatermarks: operators implementing pipeline.SplitWatermarker.
+	splitWatermarks func() map[pipeline.SplitID]time.Time
 }
 
 func (c *ComponentStats) addOut(n int)  { c.Records.Add(int64(n)) }

@@ -22,14 +22,14 @@ import (
 // Records an instance emits carry its task as their Split, so stateful
 // operators after it are per task too; split changes are always forwarded.
 //
-// Everything runs on the chain's goroutine except Late, which the metrics
-// read.
+// Everything runs on the chain's goroutine except Late and
+// SplitWatermarks, which the metrics read.
 type taskOperator struct {
 	id    string // component id, the key of its states in a TaskState
 	newOp func() (pipeline.Operator, error)
 	now   func() time.Time
 
-	mu      sync.Mutex // guards tasks for Late
+	mu      sync.Mutex // guards tasks for Late and SplitWatermarks (the chain writes them under it)
 	tasks   map[string]*taskInstance
 	retired int64 // late count of dropped instances
 
@@ -48,6 +48,7 @@ type taskInstance struct {
 	fin  pipeline.Finisher
 	tick pipeline.Ticker
 	late pipeline.LateCounter
+	wms  pipeline.SplitWatermarker
 }
 
 // taskRestores passes claimed truths from the source's claim (a franz-go
@@ -100,6 +101,7 @@ func (t *taskOperator) instance(task string) (*taskInstance, error) {
 	in.fin, _ = op.(pipeline.Finisher)
 	in.tick, _ = op.(pipeline.Ticker)
 	in.late, _ = op.(pipeline.LateCounter)
+	in.wms, _ = op.(pipeline.SplitWatermarker)
 	t.mu.Lock()
 	t.tasks[task] = in
 	t.mu.Unlock()
@@ -128,6 +130,22 @@ func (t *taskOperator) Late() int64 {
 		}
 	}
 	return n
+}
+
+// SplitWatermarks implements pipeline.SplitWatermarker: the union of the
+// instances' per-split watermarks. An instance sees the records and split
+// changes of its own task only, so no two report the same split. Safe for
+// concurrent use.
+func (t *taskOperator) SplitWatermarks() map[pipeline.SplitID]time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[pipeline.SplitID]time.Time{}
+	for _, in := range t.tasks {
+		if in.wms != nil {
+			maps.Copy(out, in.wms.SplitWatermarks())
+		}
+	}
+	return out
 }
 
 // Process implements pipeline.Operator: the batch's records go to their

@@ -128,6 +128,13 @@ func init() {
 // marker sits at the end, it has returned records since it was assigned
 // and two polls in a row found neither it nor its end offset moved. Its
 // next record makes it hold again.
+//
+// # Lag
+//
+// Per owned partition, the records left to read (the end offset the last
+// fetch reported minus the next offset; 0 while caught up) are exported as
+// the weir.source.split.lag gauge, with the partition as weir.split, and
+// their sum as weir.source.lag.
 type KafkaConfig struct {
 	kafkaconn.Conn `yaml:",inline"`
 	// Topics to consume. Required.
@@ -387,6 +394,24 @@ type kafkaPartition struct {
 	moved    bool  // Read returned a record of it since it was assigned
 	stalled  int64 // next offset at the previous empty poll that found it short of its end; -1: none
 	end      int64 // end offset listed at that poll
+
+	// endOffset is the partition's end for this consumer (endOf) as the
+	// last fetch Read took, or the last listing, reported it; -1 until
+	// known. It gives the lag (see SplitLags).
+	endOffset int64
+}
+
+// lag is how many records of the partition are left to read, and whether
+// that is known: none while caught up, else the end offset minus the next
+// offset.
+func (p *kafkaPartition) lag() (int64, bool) {
+	switch {
+	case p.next < 0 || p.endOffset < 0:
+		return 0, false
+	case p.caughtUp:
+		return 0, true
+	}
+	return max(p.endOffset-p.next, 0), true
 }
 
 type kafkaSource struct {
@@ -406,8 +431,9 @@ type kafkaSource struct {
 	ready chan struct{}
 
 	// mu guards parts, seek and closing. Read, Position, the acks (from the
-	// runtime's coordinator) and franz-go's group callbacks all take it;
-	// none holds it across a network call.
+	// runtime's coordinator), franz-go's group callbacks and the metrics
+	// reader (SplitLags, Lag) all take it; none holds it across a network
+	// call.
 	mu      sync.Mutex
 	parts   map[kafkaTP]*kafkaPartition // owned partitions
 	seek    map[kafkaTP]int64           // checkpointed offsets not yet used by an assignment
@@ -480,13 +506,16 @@ func (s *kafkaSource) Read(ctx context.Context, b *pipeline.Batch) (pipeline.Ack
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-		if len(p.Records) == 0 {
-			return
-		}
 		key := kafkaTP{p.Topic, p.Partition}
 		st := s.parts[key]
 		if st == nil || st.revoking {
 			return // not ours (any more): the owner re-reads from the committed offset
+		}
+		if end := s.endOf(p.FetchPartition); p.Err == nil && end >= 0 {
+			st.endOffset = end
+		}
+		if len(p.Records) == 0 {
+			return
 		}
 		name := kafkaSplit(key)
 		for _, kr := range p.Records {
@@ -640,6 +669,41 @@ func (s *kafkaSource) TaskOffsets() map[string]int64 {
 // kafkaSplit is a partition's split name, as in Record.Split and Origin.
 func kafkaSplit(k kafkaTP) string { return k.topic + "/" + strconv.Itoa(int(k.partition)) }
 
+// SplitLags implements pipeline.SplitLagger: per owned partition
+// ("topic/partition"), the records left to read, in messages: the end
+// offset (the high watermark, or the last stable offset under
+// read_committed) minus the offset after the last record Read returned; 0
+// while the partition is caught up (see "Per-partition watermarks" on
+// KafkaConfig: a transaction marker at the end is not a record to read).
+// The end offset is the one the last fetch Read took reported (or the
+// listing of an empty poll), so while Read is not called (backpressure)
+// the figure stays where it was. A partition is listed once both its next
+// offset and its end offset are known. Safe for concurrent use.
+func (s *kafkaSource) SplitLags() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int64, len(s.parts))
+	for k, st := range s.parts {
+		if lag, ok := st.lag(); ok {
+			out[kafkaSplit(k)] = lag
+		}
+	}
+	return out
+}
+
+// Lag implements pipeline.Lagger: the sum of SplitLags, in messages.
+func (s *kafkaSource) Lag() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, st := range s.parts {
+		if lag, ok := st.lag(); ok {
+			n += lag
+		}
+	}
+	return n
+}
+
 // SplitChanges implements pipeline.SplitSource.
 func (s *kafkaSource) SplitChanges() pipeline.SplitChange {
 	s.mu.Lock()
@@ -697,6 +761,7 @@ func (s *kafkaSource) checkCaughtUp(ctx context.Context) {
 		if !ok || o.Err != nil {
 			continue
 		}
+		st.endOffset = o.Offset
 		switch {
 		case st.next >= o.Offset:
 		case st.moved && st.stalled == st.next && st.end == o.Offset:
@@ -807,11 +872,11 @@ func (s *kafkaSource) adjust(ctx context.Context, offsets map[string]map[int32]k
 				// Could not list offsets: let franz-go resolve start_at;
 				// the first record fixes the position.
 				ps[p] = s.symbolicStart()
-				s.parts[key] = &kafkaPartition{next: -1, acked: -1, committed: -1}
+				s.parts[key] = &kafkaPartition{next: -1, acked: -1, committed: -1, endOffset: -1}
 				continue
 			}
 			ps[p] = kgo.NewOffset().At(off)
-			s.parts[key] = &kafkaPartition{next: off, acked: off, committed: -1}
+			s.parts[key] = &kafkaPartition{next: off, acked: off, committed: -1, endOffset: -1}
 		}
 	}
 	for t, ps := range offsets {
