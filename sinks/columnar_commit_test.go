@@ -18,10 +18,15 @@ import (
 
 // commitHarness runs the same two-phase-commit scenarios over both formats.
 type commitHarness struct {
-	name    string
-	newSink func(t *testing.T, out, data string, g pipeline.Guarantee) *ColumnarSink
-	read    func(t testing.TB, path string) []map[string]any
-	config  func(t *testing.T, out string) pipeline.SinkConfig
+	name   string
+	read   func(t testing.TB, path string) []map[string]any
+	config func(t *testing.T, out string) pipeline.SinkConfig
+}
+
+// newSink builds the harness's sink writing to out, with its component
+// directory under data.
+func (h commitHarness) newSink(t *testing.T, out, data string, g pipeline.Guarantee) *ColumnarSink {
+	return h.newSinkWith(t, out, testBuild(data, g))
 }
 
 // newSinkWith builds the harness's sink with b.
@@ -36,17 +41,6 @@ func (h commitHarness) newSinkWith(t *testing.T, out string, b pipeline.Build) *
 var commitHarnesses = []commitHarness{
 	{
 		name: "parquet",
-		newSink: func(t *testing.T, out, data string, g pipeline.Guarantee) *ColumnarSink {
-			cfg := NewParquetConfig()
-			cfg.Path = out
-			cfg.Schema = mustSchema(t, "struct<day: string!, n: int64!>")
-			cfg.PartitionBy, _ = pipeline.CompileTemplate("day={{ day }}", pipeline.Pos{})
-			s, err := cfg.NewSink(testBuild(data, g))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s.(*ColumnarSink)
-		},
 		read: func(t testing.TB, path string) []map[string]any { _, rows := readParquet(t, path); return rows },
 		config: func(t *testing.T, out string) pipeline.SinkConfig {
 			cfg := NewParquetConfig()
@@ -58,17 +52,6 @@ var commitHarnesses = []commitHarness{
 	},
 	{
 		name: "arrow",
-		newSink: func(t *testing.T, out, data string, g pipeline.Guarantee) *ColumnarSink {
-			cfg := NewArrowConfig()
-			cfg.Path = out
-			cfg.Schema = mustSchema(t, "struct<day: string!, n: int64!>")
-			cfg.PartitionBy, _ = pipeline.CompileTemplate("day={{ day }}", pipeline.Pos{})
-			s, err := cfg.NewSink(testBuild(data, g))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s.(*ColumnarSink)
-		},
 		read: func(t testing.TB, path string) []map[string]any { _, rows := readArrowFile(t, path); return rows },
 		config: func(t *testing.T, out string) pipeline.SinkConfig {
 			cfg := NewArrowConfig()

@@ -746,13 +746,19 @@ func (s *ColumnarSink) Commit(ctx context.Context, token []byte) error {
 }
 
 func (s *ColumnarSink) commit(ctx context.Context, tok *columnarToken) error {
+	return s.publish(ctx, s.staging, tok.Files)
+}
+
+// publish puts staged files (in staging) under their final names; it is
+// idempotent (see commitFile).
+func (s *ColumnarSink) publish(ctx context.Context, staging string, files []tokenFile) error {
 	dirs := map[string]bool{}
 	var remove []string
-	for _, f := range tok.Files {
+	for _, f := range files {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		staged := filepath.Join(s.staging, f.Staged)
+		staged := filepath.Join(staging, f.Staged)
 		final := filepath.Join(s.outDir, filepath.FromSlash(f.Final))
 		rm, err := commitFile(staged, final, f)
 		if err != nil {
@@ -775,8 +781,8 @@ func (s *ColumnarSink) commit(ctx context.Context, tok *columnarToken) error {
 			return err
 		}
 	}
-	if len(tok.Files) > 0 {
-		return syncDir(s.staging)
+	if len(files) > 0 {
+		return syncDir(staging)
 	}
 	return nil
 }

@@ -433,30 +433,5 @@ func sameEntry(a, b *columnarTaskEntry) bool {
 
 // place puts an entry's parts under their final names (idempotent).
 func (s *ColumnarSink) place(e *columnarTaskEntry) error {
-	staged := filepath.Join(s.outDir, filepath.FromSlash(e.StagedDir))
-	dirs := map[string]bool{}
-	var remove []string
-	for _, f := range e.Files {
-		src := filepath.Join(staged, f.Staged)
-		final := filepath.Join(s.outDir, filepath.FromSlash(f.Final))
-		rm, err := commitFile(src, final, f)
-		if err != nil {
-			return err
-		}
-		dirs[filepath.Dir(final)] = true
-		if rm {
-			remove = append(remove, src)
-		}
-	}
-	for _, d := range slices.Sorted(maps.Keys(dirs)) {
-		if err := syncDir(d); err != nil {
-			return err
-		}
-	}
-	for _, r := range remove {
-		if err := os.Remove(r); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-	}
-	return nil
+	return s.publish(context.Background(), filepath.Join(s.outDir, filepath.FromSlash(e.StagedDir)), e.Files)
 }
