@@ -215,3 +215,27 @@ func TestValidateWarnsOfPerPartitionKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateRefusesUnalignedKeys: a kafka source that declares how its
+// partitions are keyed (partitioned_by) has keyed operators of a
+// scale-out pipeline checked against it.
+func TestValidateRefusesUnalignedKeys(t *testing.T) {
+	for _, c := range []struct {
+		partitioned, groupBy string
+		refused              bool
+	}{
+		{"service", "[service]", false},
+		{"service", "[service, host]", false},
+		{"host", "[service]", true},
+	} {
+		_, cfg := writeConfig(t, "pipelines:\n  - name: a\n"+
+			"    sources: [{kafka: {brokers: ['127.0.0.1:9092'], topics: [logs], group: g, partitioned_by: "+c.partitioned+"}}]\n"+
+			"    operators:\n      - window: {tumbling: 1m, group_by: "+c.groupBy+", aggregate: {n: count()}}\n"+
+			"    sinks: [{postgres: {dsn: 'postgres://127.0.0.1:5432/test', table: t}}]\n")
+		code, out, errOut := runCLI(t, "validate", "-c", cfg)
+		refused := code == 1 && strings.Contains(errOut, cfg+":5:9: pipeline \"a\": operators[0]/window keeps its state per Kafka partition, but its group_by "+c.groupBy+" is not aligned with the partitions (partitioned_by: "+c.partitioned+")")
+		if refused != c.refused || (!c.refused && (code != 0 || strings.Contains(out, "warning"))) {
+			t.Errorf("partitioned_by %s, group_by %s: exit %d, refused %v, want %v\n%s%s", c.partitioned, c.groupBy, code, refused, c.refused, out, errOut)
+		}
+	}
+}

@@ -94,6 +94,11 @@ func (c *DedupeConfig) Validate() error {
 	return nil
 }
 
+// AlignedWith implements pipeline.KeyedConfig: key is the dedupe key.
+func (c *DedupeConfig) AlignedWith(key string) bool {
+	return c.Key != nil && strings.TrimSpace(c.Key.Source) == key
+}
+
 // KeyedBy implements pipeline.KeyedConfig.
 func (c *DedupeConfig) KeyedBy() string {
 	if c.Key == nil {

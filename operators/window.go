@@ -406,6 +406,17 @@ func (c *WindowConfig) check() error {
 	return c.checkNames()
 }
 
+// AlignedWith implements pipeline.KeyedConfig: key is one of the
+// group_by values (by name or expression).
+func (c *WindowConfig) AlignedWith(key string) bool {
+	for _, g := range c.GroupBy {
+		if g.Name == key || (g.Expr != nil && strings.TrimSpace(g.Expr.Source) == key) {
+			return true
+		}
+	}
+	return false
+}
+
 // KeyedBy implements pipeline.KeyedConfig.
 func (c *WindowConfig) KeyedBy() string {
 	if len(c.GroupBy) == 0 {

@@ -384,9 +384,10 @@ func (l *loader) pipeline(n ast.Node) *Spec {
 	return s
 }
 
-// warnTaskKeys warns, for a pipeline whose partitions are tasks, that
-// keyed state is kept per partition: weir cannot see how the producer
-// partitioned the topic.
+// warnTaskKeys checks, for a pipeline whose partitions are tasks, that
+// keyed state can be kept per partition: it refuses a keyed operator whose
+// key is not aligned with the partitioning the sources declare
+// (partitioned_by), and warns where a source does not declare it.
 func (l *loader) warnTaskKeys(s *Spec) {
 	tasks := false
 	for _, c := range s.Sinks {
@@ -394,20 +395,31 @@ func (l *loader) warnTaskKeys(s *Spec) {
 			tasks = true
 		}
 	}
-	src := false
+	var keys []string // declared partition keys; "" for a source that declares none
 	for _, c := range s.Sources {
 		if tc, ok := c.Config.(TaskSourceConfig); ok && tc.SplitsAreTasks() {
-			src = true
+			keys = append(keys, strings.TrimSpace(tc.PartitionedBy()))
 		}
 	}
-	if !tasks || !src {
+	if !tasks || len(keys) == 0 {
 		return
 	}
 	for _, c := range s.Operators {
-		if k, ok := c.Config.(KeyedConfig); ok && k.KeyedBy() != "" {
-			l.warns = append(l.warns, &ConfigError{Pos: c.Pos, Msg: fmt.Sprintf(
-				"pipeline %q: %s keeps its state per Kafka partition (each partition is a task): every record with the same %s must be in one partition, as when the producer keys records by it; a key split over partitions gives one partial result per partition",
-				s.Name, c.ID, k.KeyedBy())})
+		k, ok := c.Config.(KeyedConfig)
+		if !ok || k.KeyedBy() == "" {
+			continue
+		}
+		for _, key := range keys {
+			switch {
+			case key == "":
+				l.warns = append(l.warns, &ConfigError{Pos: c.Pos, Msg: fmt.Sprintf(
+					"pipeline %q: %s keeps its state per Kafka partition (each partition is a task): every record with the same %s must be in one partition, as when the producer keys records by it; a key split over partitions gives one partial result per partition. Declare the producer's key with `partitioned_by:` on the kafka source to have it checked",
+					s.Name, c.ID, k.KeyedBy())})
+			case !k.AlignedWith(key):
+				l.errs = append(l.errs, &ConfigError{Pos: c.Pos, Msg: fmt.Sprintf(
+					"pipeline %q: %s keeps its state per Kafka partition, but its %s is not aligned with the partitions (partitioned_by: %s): records of one key are spread over partitions, and each would hold a partial result. Include %s in the key, or re-key the topic by it",
+					s.Name, c.ID, k.KeyedBy(), key, key)})
+			}
 		}
 	}
 }

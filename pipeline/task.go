@@ -90,13 +90,19 @@ type TaskStoreConfig interface {
 
 // TaskSourceConfig is implemented by source configurations whose splits
 // become tasks when a sink keeps tasks (a Kafka consumer group).
+// PartitionedBy is the expression the producer keys the partitions by,
+// as the configuration declares it; empty when unknown.
 type TaskSourceConfig interface {
 	SplitsAreTasks() bool
+	PartitionedBy() string
 }
 
 // KeyedConfig is implemented by configurations of operators that keep
 // state by key (windows, dedupe): KeyedBy describes the key for messages
-// ("group_by [service]"); empty when the state is not keyed.
+// ("group_by [service]"), empty when the state is not keyed; AlignedWith
+// reports whether records with the same value of expression key (a
+// source's PartitionedBy) always have the same state key.
 type KeyedConfig interface {
 	KeyedBy() string
+	AlignedWith(key string) bool
 }

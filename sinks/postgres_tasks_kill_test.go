@@ -171,7 +171,7 @@ pipelines:
   - name: tasks
     checkpoint_interval: 200ms
     sources:
-      - kafka: { brokers: %s, topics: [%s], group: %s, heartbeat_interval: 100ms, session_timeout: 2s, rebalance_timeout: 10s }
+      - kafka: { brokers: %s, topics: [%s], group: %s, partitioned_by: service, heartbeat_interval: 100ms, session_timeout: 2s, rebalance_timeout: 10s }
     operators:
       - parse: { format: json }
       - window:

@@ -180,6 +180,11 @@ type KafkaConfig struct {
 	// PollTimeout is how long Read waits for records before it returns an
 	// empty batch; default 200ms.
 	PollTimeout time.Duration `yaml:"poll_timeout"`
+	// Partitioned (partitioned_by) declares the field or expression the
+	// producer keys records by, so that `weir validate` can check that
+	// keyed operators of a scale-out pipeline are aligned with the
+	// partitions (every record of a window's group in one partition).
+	Partitioned string `yaml:"partitioned_by"`
 	// FetchMaxBytes caps one fetch response; default 50 MiB.
 	FetchMaxBytes int32 `yaml:"fetch_max_bytes"`
 
@@ -190,6 +195,9 @@ type KafkaConfig struct {
 // SplitsAreTasks implements pipeline.TaskSourceConfig: with a sink that
 // keeps tasks, every partition is a task.
 func (c *KafkaConfig) SplitsAreTasks() bool { return true }
+
+// PartitionedBy implements pipeline.TaskSourceConfig.
+func (c *KafkaConfig) PartitionedBy() string { return c.Partitioned }
 
 // NewKafkaConfig returns a KafkaConfig with its defaults.
 func NewKafkaConfig() *KafkaConfig {
