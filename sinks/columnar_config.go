@@ -35,8 +35,11 @@ type ColumnarOptions struct {
 	// token, so a restart keeps it too).
 	Schema *ColumnarSchema
 	// PartitionBy renders each record's partition directory, relative to
-	// the output directory (Hive style "key=value/..."). nil: no
-	// partitions.
+	// the output directory (Hive style "key=value/..."), with
+	// pipeline.Template.RenderPath: values are percent-encoded as Hive
+	// does ("/" is %2F), so the directory levels are those of the literal
+	// text, which must be relative with no empty, ".", ".." or hidden
+	// segment (pipeline.Template.CheckRelativePath). nil: no partitions.
 	PartitionBy *pipeline.Template
 	// Prefix is the stem of part file names; default "part", or the stem
 	// of Path when Path names a file.
@@ -91,6 +94,11 @@ func (o *ColumnarOptions) validate(allowStdout bool) error {
 		errs = append(errs, errors.New(`path "-" (standard output) is only for the arrow sink`))
 	case o.Path == "-" && o.PartitionBy != nil:
 		errs = append(errs, errors.New(`partition_by cannot be used with path "-" (standard output)`))
+	}
+	if o.PartitionBy != nil {
+		if err := o.PartitionBy.CheckRelativePath(); err != nil {
+			errs = append(errs, fmt.Errorf("partition_by: %w", err))
+		}
 	}
 	if o.Prefix != "" && (strings.ContainsAny(o.Prefix, `/\`) || strings.HasPrefix(o.Prefix, ".") || len(o.Prefix) > 100) {
 		errs = append(errs, fmt.Errorf("prefix %q: want a plain file name stem (no slashes, not starting with a dot)", o.Prefix))
@@ -207,6 +215,9 @@ func decodeSharedOption(opt yamlOption, o *ColumnarOptions) error {
 		}
 		if t.Source == "" {
 			return errors.New("want a path template such as \"dt={{ date(ts) }}\"")
+		}
+		if err := t.CheckRelativePath(); err != nil {
+			return err
 		}
 		o.PartitionBy = t
 	case "prefix":
