@@ -181,29 +181,39 @@ func appendPathValue(dst, v []byte, segmentStart bool) []byte {
 // literal text, and no backslash. Values cannot add segments (RenderPath
 // escapes "/"), so this is a check of the configuration, made once.
 func (t *Template) CheckRelativePath() error {
-	var skel strings.Builder
+	// Each segment twice: as checked (a value stands as "v": never empty,
+	// never a leading dot) and as shown (a value as its {{ }} source).
+	type segment struct{ check, show string }
+	segs := []segment{{}}
 	for _, p := range t.parts {
-		if p.expr == nil {
-			skel.WriteString(p.lit)
-		} else {
-			skel.WriteString("v") // a value is never empty and never starts a segment with a dot
+		if p.expr != nil {
+			cur := &segs[len(segs)-1]
+			cur.check += "v"
+			cur.show += "{{" + p.expr.Source + "}}"
+			continue
+		}
+		for i, lit := range strings.Split(p.lit, "/") {
+			if i > 0 {
+				segs = append(segs, segment{})
+			}
+			cur := &segs[len(segs)-1]
+			cur.check += lit
+			cur.show += lit
 		}
 	}
-	s := skel.String()
-	switch {
-	case strings.HasPrefix(s, "/"):
+	if len(segs) > 1 && segs[0].check == "" {
 		return fmt.Errorf("template %q: want a relative path, not one starting with \"/\"", t.Source)
-	case strings.Contains(s, `\`):
-		return fmt.Errorf("template %q: want \"/\" between path segments, not a backslash", t.Source)
 	}
-	for seg := range strings.SplitSeq(s, "/") {
+	for _, seg := range segs {
 		switch {
-		case seg == "":
+		case strings.Contains(seg.check, `\`):
+			return fmt.Errorf("template %q: want \"/\" between path segments, not a backslash", t.Source)
+		case seg.check == "":
 			return fmt.Errorf("template %q: a path segment is empty (\"//\", or \"/\" at an end)", t.Source)
-		case seg == "." || seg == "..":
-			return fmt.Errorf("template %q: a path segment is %q; the path must stay inside the output directory", t.Source, seg)
-		case seg[0] == '.':
-			return fmt.Errorf("template %q: the path segment %q starts with a dot: hidden, so readers such as Spark, Hive and Trino skip it", t.Source, seg)
+		case seg.check == "." || seg.check == "..":
+			return fmt.Errorf("template %q: a path segment is %q; the path must stay inside the output directory", t.Source, seg.check)
+		case seg.check[0] == '.':
+			return fmt.Errorf("template %q: the path segment %q starts with a dot: hidden, so readers such as Spark, Hive and Trino skip it", t.Source, seg.show)
 		}
 	}
 	return nil
