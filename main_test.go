@@ -239,3 +239,36 @@ func TestValidateRefusesUnalignedKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateRefusesTemplatesInColumnarPath (issue 18, item 7): a parquet
+// or arrow path with a {{ }} template made a directory literally named
+// "{{ date(window_start) }}". validate refuses it at the value, with the
+// partition_by that does what was meant.
+func TestValidateRefusesTemplatesInColumnarPath(t *testing.T) {
+	_, cfg := writeConfig(t, `pipelines:
+  - name: lake
+    sources: [{file: {paths: [x.log]}}]
+    operators:
+      - window: {tumbling: 1m, event_time: ts, aggregate: {n: count()}}
+    sinks:
+      - parquet: {path: 'DIR/out/s/{{ date(window_start) }}/p.parquet'}
+      - arrow:
+          path: DIR/out/a/{{ date(window_start) }}
+`)
+	code, out, errOut := runCLI(t, "validate", "-c", cfg)
+	if code != exitFail {
+		t.Fatalf("exit %d, want %d\n%s%s", code, exitFail, out, errOut)
+	}
+	dir := filepath.Dir(cfg)
+	for _, want := range []string{
+		"2 error(s)",
+		cfg + `:7:25: parquet: path "` + dir + `/out/s/{{ date(window_start) }}/p.parquet" holds a {{ }} template, but path is the output directory`,
+		`go in partition_by: path: ` + dir + `/out/s/p.parquet, partition_by: "{{ date(window_start) }}"`,
+		cfg + `:9:17: arrow: path "` + dir + `/out/a/{{ date(window_start) }}" holds a {{ }} template`,
+		`go in partition_by: path: ` + dir + `/out/a, partition_by: "{{ date(window_start) }}"`,
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("validate output lacks %q:\n%s", want, errOut)
+		}
+	}
+}

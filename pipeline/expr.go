@@ -143,11 +143,14 @@ func (e *Expr) UnmarshalYAML(n yamlast.Node) error {
 
 // Template is a string with {{ expression }} parts, rendered per record
 // (paths, topics, routing keys). Text outside the braces is literal.
+// Render renders it as text; RenderPath as a file path, each value escaped
+// so that it stays one path segment (path.go).
 // Like Expr, a Template is not safe for concurrent use; Clone it.
 type Template struct {
-	Source string
-	Pos    Pos
-	parts  []templatePart
+	Source  string
+	Pos     Pos
+	parts   []templatePart
+	scratch []byte // RenderPath's copy of a value being escaped
 }
 
 type templatePart struct {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,15 +30,21 @@ type ColumnarOptions struct {
 	// Path is the output directory. When its last element ends in the
 	// format's extension (".parquet", ".arrow") the directory is its parent
 	// and the file names start with that element's stem. "-" (arrow only)
-	// writes one IPC stream to standard output.
+	// writes one IPC stream to standard output. It is literal: a {{ }}
+	// template is refused (the sink names its part files itself, by
+	// checkpoint and task, to commit them idempotently; directories that
+	// vary per record are PartitionBy).
 	Path string
 	// Schema is the declared schema; nil means infer it from the first
 	// record and keep it fixed from then on (it is carried in the commit
 	// token, so a restart keeps it too).
 	Schema *ColumnarSchema
 	// PartitionBy renders each record's partition directory, relative to
-	// the output directory (Hive style "key=value/..."). nil: no
-	// partitions.
+	// the output directory (Hive style "key=value/..."), with
+	// pipeline.Template.RenderPath: values are percent-encoded as Hive
+	// does ("/" is %2F), so the directory levels are those of the literal
+	// text, which must be relative with no empty, ".", ".." or hidden
+	// segment (pipeline.Template.CheckRelativePath). nil: no partitions.
 	PartitionBy *pipeline.Template
 	// Prefix is the stem of part file names; default "part", or the stem
 	// of Path when Path names a file.
@@ -91,6 +99,15 @@ func (o *ColumnarOptions) validate(allowStdout bool) error {
 		errs = append(errs, errors.New(`path "-" (standard output) is only for the arrow sink`))
 	case o.Path == "-" && o.PartitionBy != nil:
 		errs = append(errs, errors.New(`partition_by cannot be used with path "-" (standard output)`))
+	default:
+		if err := checkColumnarPath(o.Path); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if o.PartitionBy != nil {
+		if err := o.PartitionBy.CheckRelativePath(); err != nil {
+			errs = append(errs, fmt.Errorf("partition_by: %w", err))
+		}
 	}
 	if o.Prefix != "" && (strings.ContainsAny(o.Prefix, `/\`) || strings.HasPrefix(o.Prefix, ".") || len(o.Prefix) > 100) {
 		errs = append(errs, fmt.Errorf("prefix %q: want a plain file name stem (no slashes, not starting with a dot)", o.Prefix))
@@ -178,6 +195,34 @@ func decodeColumnar(n ast.Node, sink string, o *ColumnarOptions, extraKeys strin
 
 var errUnknownOption = errors.New("unknown option")
 
+// checkColumnarPath refuses a {{ }} template in a columnar sink's path,
+// pointing to partition_by, with the split that does what it meant when it
+// can tell: out/s/{{ date(window_start) }}/p.parquet is path
+// out/s/p.parquet with partition_by "{{ date(window_start) }}".
+func checkColumnarPath(p string) error {
+	if !strings.Contains(p, "{{") {
+		return nil
+	}
+	msg := fmt.Sprintf("path %q holds a {{ }} template, but path is the output directory, literal text: the sink names its part files itself (by checkpoint and task, so that commits are idempotent). Directories that vary per record go in partition_by", p)
+	segs := strings.Split(p, "/")
+	first := slices.IndexFunc(segs, func(s string) bool { return strings.Contains(s, "{{") })
+	dirs, file := segs[first:], ""
+	if last := segs[len(segs)-1]; strings.HasSuffix(last, ".parquet") || strings.HasSuffix(last, ".arrow") {
+		dirs, file = segs[first:len(segs)-1], last
+	}
+	if len(dirs) == 0 || strings.Contains(file, "{{") || slices.ContainsFunc(dirs, func(s string) bool { return strings.Count(s, "{{") != strings.Count(s, "}}") }) {
+		return fmt.Errorf(`%s, such as partition_by: "dt={{ date(ts) }}"`, msg)
+	}
+	dir := path.Join(append(slices.Clone(segs[:first]), file)...)
+	switch {
+	case strings.HasPrefix(p, "/"):
+		dir = "/" + dir
+	case dir == "":
+		dir = "."
+	}
+	return fmt.Errorf("%s: path: %s, partition_by: %q", msg, dir, strings.Join(dirs, "/"))
+}
+
 func decodeSharedOption(opt yamlOption, o *ColumnarOptions) error {
 	var err error
 	switch opt.key {
@@ -185,6 +230,11 @@ func decodeSharedOption(opt yamlOption, o *ColumnarOptions) error {
 		o.Path, err = yamlString(opt)
 		if err == nil && o.Path == "" {
 			err = errors.New("want a non-empty path")
+		}
+		if err == nil {
+			if err = checkColumnarPath(o.Path); err != nil {
+				return &pipeline.ConfigError{Pos: opt.pos, Msg: err.Error()}
+			}
 		}
 	case "schema":
 		if opt.value == nil {
@@ -207,6 +257,9 @@ func decodeSharedOption(opt yamlOption, o *ColumnarOptions) error {
 		}
 		if t.Source == "" {
 			return errors.New("want a path template such as \"dt={{ date(ts) }}\"")
+		}
+		if err := t.CheckRelativePath(); err != nil {
+			return err
 		}
 		o.PartitionBy = t
 	case "prefix":

@@ -226,3 +226,45 @@ func TestColumnarJSONSchema(t *testing.T) {
 		}
 	}
 }
+
+// TestColumnarPathRefusesTemplates (issue 18, item 7): a {{ }} template in
+// the path of a parquet or arrow sink used to make a directory named after
+// the template's source. It is refused at its position, pointing to
+// partition_by with the split that does what was meant; partition_by must
+// stay inside the output directory.
+func TestColumnarPathRefusesTemplates(t *testing.T) {
+	const why = ` holds a {{ }} template, but path is the output directory, literal text: the sink names its part files itself (by checkpoint and task, so that commits are idempotent). Directories that vary per record go in partition_by`
+	for _, tc := range []struct{ sink, want string }{
+		{`parquet: { path: "out/s/{{ date(window_start) }}/p.parquet" }`,
+			`p.yaml:7:26: parquet: path "out/s/{{ date(window_start) }}/p.parquet"` + why + `: path: out/s/p.parquet, partition_by: "{{ date(window_start) }}"`},
+		{`arrow: { path: "out/{{ service }}/h={{ hour(ts) }}" }`,
+			`p.yaml:7:24: arrow: path "out/{{ service }}/h={{ hour(ts) }}"` + why + `: path: out, partition_by: "{{ service }}/h={{ hour(ts) }}"`},
+		{`parquet: { path: "/lake/{{ x }}/events.parquet" }`,
+			`p.yaml:7:26: parquet: path "/lake/{{ x }}/events.parquet"` + why + `: path: /lake/events.parquet, partition_by: "{{ x }}"`},
+		{`parquet: { path: "{{ x }}" }`, `p.yaml:7:26: parquet: path "{{ x }}"` + why + `: path: ., partition_by: "{{ x }}"`},
+		{`parquet: { path: "out/{{ x }}.parquet" }`, `p.yaml:7:26: parquet: path "out/{{ x }}.parquet"` + why + `, such as partition_by: "dt={{ date(ts) }}"`},
+		{`parquet: { path: out, partition_by: "../dt={{ date(ts) }}" }`,
+			`p.yaml:7:45: parquet: partition_by: template "../dt={{ date(ts) }}": a path segment is ".."; the path must stay inside the output directory`},
+		{`arrow: { path: out, partition_by: "/dt={{ date(ts) }}" }`,
+			`p.yaml:7:43: arrow: partition_by: template "/dt={{ date(ts) }}": want a relative path, not one starting with "/"`},
+		{`parquet: { path: out, partition_by: "dt={{ date(ts) }}//h={{ hour(ts) }}" }`,
+			`p.yaml:7:45: parquet: partition_by: template "dt={{ date(ts) }}//h={{ hour(ts) }}": a path segment is empty ("//", or "/" at an end)`},
+		{`parquet: { path: out, partition_by: ".dt={{ date(ts) }}" }`,
+			`p.yaml:7:45: parquet: partition_by: template ".dt={{ date(ts) }}": the path segment ".dt={{ date(ts) }}" starts with a dot: hidden, so readers such as Spark, Hive and Trino skip it`},
+	} {
+		_, err := pipeline.Default.Load("p.yaml", []byte(pipelineYAML(tc.sink)))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s:\n got %v\nwant %s", tc.sink, err, tc.want)
+		}
+	}
+	// The same checks hold for options built in Go.
+	o := defaultColumnarOptions()
+	o.Path = "out/{{ x }}"
+	if err := o.validate(false); err == nil || !strings.Contains(err.Error(), `partition_by: "{{ x }}"`) {
+		t.Errorf("validate of a templated path: %v", err)
+	}
+	o.Path, o.PartitionBy = "out", mustTemplate(t, "a/../../{{ x }}")
+	if err := o.validate(false); err == nil || !strings.Contains(err.Error(), `a path segment is ".."`) {
+		t.Errorf("validate of partition_by a/../../{{ x }}: %v", err)
+	}
+}

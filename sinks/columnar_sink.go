@@ -159,7 +159,11 @@ func (h *schemaHolder) get(r *pipeline.Record) *schemaState {
 }
 
 // ColumnarSink is the parquet and arrow sink: records go to part files, one
-// open part per partition, in the format of the sink.
+// open part per partition, in the format of the sink. A record's partition
+// is partition_by rendered with pipeline.Template.RenderPath: each value is
+// percent-encoded as Hive does, so it stays one directory level inside the
+// output directory; a record whose partition cannot be rendered that way is
+// refused by Check (the dead-letter output).
 //
 // Under exactly_once (pipeline.Committer) parts are written to a staging
 // directory under Build.Dir. PreCommit closes and fsyncs every open part and
@@ -213,7 +217,6 @@ type ColumnarSink struct {
 
 	schema   schemaHolder
 	declared bool // the schema came from the configuration
-	segments int  // path segments a rendered partition must have
 
 	// Check's own state, guarded by checkMu: Check may run off the writer
 	// goroutine, and neither a Template nor a fieldLookup is safe for
@@ -292,7 +295,6 @@ func newColumnarSink(b pipeline.Build, o ColumnarOptions, f columnarFormat) (*Co
 	if o.PartitionBy != nil {
 		s.tmpl = o.PartitionBy.Clone()
 		s.checkTmpl = o.PartitionBy.Clone()
-		s.segments = templateSegments(o.PartitionBy.Source)
 	}
 	if err := mkdirAllSync(s.outDir); err != nil {
 		return nil, fmt.Errorf("%s: create output directory: %w", name, err)
@@ -324,50 +326,6 @@ func newColumnarSink(b pipeline.Build, o ColumnarOptions, f columnarFormat) (*Co
 	return s, nil
 }
 
-// templateSegments counts the path segments of a partition template's
-// literal text: a rendered partition must have as many, so a value holding
-// "/" cannot add directory levels.
-func templateSegments(src string) int {
-	n, depth := 1, 0
-	for i := 0; i < len(src); i++ {
-		switch {
-		case strings.HasPrefix(src[i:], "{{"):
-			depth++
-			i++
-		case strings.HasPrefix(src[i:], "}}") && depth > 0:
-			depth--
-			i++
-		case src[i] == '/' && depth == 0:
-			n++
-		}
-	}
-	return n
-}
-
-// checkPartition validates a rendered partition directory.
-func (s *ColumnarSink) checkPartition(key string) error {
-	if key == "" {
-		return fmt.Errorf("partition_by %q rendered an empty path", s.opts.PartitionBy.Source)
-	}
-	segs := strings.Split(key, "/")
-	if len(segs) != s.segments {
-		return fmt.Errorf("partition_by %q rendered %q: a value holds \"/\" (want %d path segments, got %d)", s.opts.PartitionBy.Source, key, s.segments, len(segs))
-	}
-	for _, seg := range segs {
-		switch {
-		case seg == "" || strings.HasSuffix(seg, "="):
-			return fmt.Errorf("partition_by %q rendered %q: a path segment is empty (a missing field?)", s.opts.PartitionBy.Source, key)
-		case seg == "." || seg == ".." || strings.HasPrefix(seg, "."):
-			return fmt.Errorf("partition_by %q rendered %q: a path segment starts with a dot", s.opts.PartitionBy.Source, key)
-		case len(seg) > 200:
-			return fmt.Errorf("partition_by %q rendered a path segment of %d bytes (at most 200)", s.opts.PartitionBy.Source, len(seg))
-		case strings.ContainsAny(seg, "\\\x00\n\r"):
-			return fmt.Errorf("partition_by %q rendered %q: a path segment holds a backslash or a control character", s.opts.PartitionBy.Source, key)
-		}
-	}
-	return nil
-}
-
 // Schema returns the schema in force: the declared one, the inferred one,
 // or nil before the first record when inferring.
 func (s *ColumnarSink) Schema() *ColumnarSchema {
@@ -392,10 +350,7 @@ func (s *ColumnarSink) Check(r *pipeline.Record) error {
 	}
 	if s.checkTmpl != nil {
 		var err error
-		s.checkBuf, err = s.checkTmpl.Render(s.checkBuf[:0], r)
-		if err == nil {
-			err = s.checkPartition(string(s.checkBuf))
-		}
+		s.checkBuf, err = s.checkTmpl.RenderPath(s.checkBuf[:0], r)
 		if err != nil {
 			return fmt.Errorf("%s: partition_by: %w", s.name, err)
 		}
@@ -476,18 +431,13 @@ func (s *ColumnarSink) group(recs []*pipeline.Record) ([]recordGroup, error) {
 	n := 0
 	for _, r := range recs {
 		var err error
-		s.groupBuf, err = s.tmpl.Render(s.groupBuf[:0], r)
+		s.groupBuf, err = s.tmpl.RenderPath(s.groupBuf[:0], r)
 		if err != nil {
 			return nil, fmt.Errorf("%s: partition_by %q: record from %s offset %d: %w", s.name, s.tmpl.Source, r.Origin.Name, r.Origin.Offset, err)
 		}
 		i, ok := s.groupIdx[string(s.groupBuf)]
 		if !ok {
 			key := string(s.groupBuf)
-			if _, open := s.parts[key]; !open {
-				if err := s.checkPartition(key); err != nil {
-					return nil, fmt.Errorf("%s: record from %s offset %d: %w", s.name, r.Origin.Name, r.Origin.Offset, err)
-				}
-			}
 			i = n
 			n++
 			s.groupIdx[key] = i

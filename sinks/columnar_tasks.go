@@ -247,7 +247,7 @@ func (s *ColumnarSink) groupTasks(recs []*pipeline.Record) ([]recordGroup, error
 		key := ""
 		if s.tmpl != nil {
 			var err error
-			s.groupBuf, err = s.tmpl.Render(s.groupBuf[:0], r)
+			s.groupBuf, err = s.tmpl.RenderPath(s.groupBuf[:0], r)
 			if err != nil {
 				return nil, fmt.Errorf("%s: partition_by %q: record from %s offset %d: %w", s.name, s.tmpl.Source, r.Origin.Name, r.Origin.Offset, err)
 			}
@@ -256,11 +256,6 @@ func (s *ColumnarSink) groupTasks(recs []*pipeline.Record) ([]recordGroup, error
 		full := key + "\x00" + r.Split
 		i, ok := s.groupIdx[full]
 		if !ok {
-			if _, open := s.parts[full]; !open && key != "" {
-				if err := s.checkPartition(key); err != nil {
-					return nil, fmt.Errorf("%s: record from %s offset %d: %w", s.name, r.Origin.Name, r.Origin.Offset, err)
-				}
-			}
 			i = len(s.groups)
 			s.groupIdx[full] = i
 			s.groups = append(s.groups, recordGroup{key: full})

@@ -29,8 +29,12 @@ func init() {
 // FileConfig configures the file sink.
 type FileConfig struct {
 	// Path of the output file; may hold {{ expression }} templates
-	// (`out/{{ date(ts) }}/errors.jsonl`) to spread records over files. A
-	// record whose path cannot be rendered goes to the dead-letter output.
+	// (`out/{{ date(ts) }}/errors.jsonl`) to spread records over files.
+	// It is rendered with pipeline.Template.RenderPath: each value is
+	// escaped to stay inside its path segment (`user=../../x` writes
+	// out/%2E%2E%2F..%2Fx.jsonl, inside out/). A record whose path cannot
+	// be rendered (an expression error, an empty value, a segment over
+	// pipeline.MaxPathSegment bytes) goes to the dead-letter output.
 	Path *pipeline.Template `yaml:"path"`
 	// MaxBytes rolls to a new part once a file reaches this size; 0 never.
 	MaxBytes int64 `yaml:"max_bytes"`
@@ -47,6 +51,8 @@ func (c *FileConfig) Validate() error {
 	switch {
 	case c.Path == nil || c.Path.Source == "":
 		return errors.New("file: `path` is required")
+	case strings.HasSuffix(c.Path.Source, "/"):
+		return fmt.Errorf("file: path %q ends in \"/\": it names a directory, not a file", c.Path.Source)
 	case c.MaxBytes < 0 || c.MaxAge < 0:
 		return errors.New("file: max_bytes and max_age must not be negative")
 	case c.MaxOpenFiles < 1:
@@ -212,8 +218,11 @@ func (s *FileSink) partName(base string, seq int) string {
 }
 
 // Check implements pipeline.RecordChecker: a record whose path cannot be
-// rendered (`{{ date(ts) }}` of a record without ts), or renders to no file
-// name, goes to the dead-letter output instead of stopping the pipeline.
+// rendered (`{{ date(ts) }}` of a record without ts, an empty value, a
+// segment too long: see pipeline.Template.RenderPath) goes to the
+// dead-letter output instead of stopping the pipeline. (A rendered path
+// always names a file: values are never empty and never hold "/", and
+// Validate refuses a path that ends in "/".)
 func (s *FileSink) Check(r *pipeline.Record) error {
 	if s.constant {
 		return nil
@@ -221,18 +230,9 @@ func (s *FileSink) Check(r *pipeline.Record) error {
 	s.checkMu.Lock()
 	defer s.checkMu.Unlock()
 	var err error
-	s.checkBuf, err = s.checkPath.Render(s.checkBuf[:0], r)
+	s.checkBuf, err = s.checkPath.RenderPath(s.checkBuf[:0], r)
 	if err != nil {
 		return fmt.Errorf("file: path: %w", err)
-	}
-	return checkFileName(s.checkBuf)
-}
-
-// checkFileName refuses a rendered path that names no file: empty, or
-// ending in a separator.
-func checkFileName(p []byte) error {
-	if len(p) == 0 || p[len(p)-1] == '/' || p[len(p)-1] == filepath.Separator {
-		return fmt.Errorf("%q names no file", p)
 	}
 	return nil
 }
@@ -271,10 +271,7 @@ func (s *FileSink) target(r *pipeline.Record, prev *fileStream) (*fileStream, er
 		return s.stream(s.path.Source)
 	}
 	var err error
-	s.pathBuf, err = s.path.Render(s.pathBuf[:0], r)
-	if err == nil {
-		err = checkFileName(s.pathBuf)
-	}
+	s.pathBuf, err = s.path.RenderPath(s.pathBuf[:0], r)
 	if err != nil {
 		return nil, fmt.Errorf("file: path for record %s@%d: %w", r.Origin.Name, r.Origin.Offset, err)
 	}

@@ -369,9 +369,9 @@ func TestFileSinkCheckRefusesPathsThatCannotBeRendered(t *testing.T) {
 			t.Errorf("%s: Write = %v, want a file: path error", name, err)
 		}
 	}
-	noName := newFileSink(t, dir, pipeline.ExactlyOnce, filepath.Join(dir, "out/{{ dir }}/"), nil)
-	if err := noName.Check(good); err == nil || !strings.Contains(err.Error(), "names no file") {
-		t.Errorf("a path ending in a separator: Check = %v", err)
+	noName := &FileConfig{Path: mustTemplate(t, dir+"/out/{{ dir }}/"), MaxOpenFiles: 1, BufferBytes: 4096}
+	if err := noName.Validate(); err == nil || !strings.Contains(err.Error(), "names a directory, not a file") {
+		t.Errorf("a path ending in a separator: Validate = %v", err)
 	}
 	constant := newFileSink(t, dir, pipeline.ExactlyOnce, filepath.Join(dir, "out/all.jsonl"), nil)
 	if err := constant.Check(&pipeline.Record{}); err != nil {
