@@ -64,6 +64,7 @@ type kafkaTasks struct {
 	group     string // the tasks group
 	changelog string
 	fence     func() pipeline.Fence
+	created   bool // the changelog exists (made when a state is first written)
 
 	mu      sync.Mutex        // guards owner, members: ClaimTask runs on the source's goroutine
 	owner   string            // set by the first claim
@@ -248,7 +249,10 @@ func (s *KafkaSink) PreCommitTasks(ctx context.Context, checkpoint uint64, tasks
 		tok.Tasks = append(tok.Tasks, kafkaTaskTruth{Task: t.Task, Offset: t.Offset, States: t.States})
 	}
 	if tok.MarkerTopic == "" && len(tok.Tasks) > 0 {
-		tok.MarkerTopic = s.tasks.changelog
+		// No records: the marker goes on a topic that exists, the input's.
+		if tok.MarkerTopic, _, err = parseTask(tok.Tasks[0].Task); err != nil {
+			return nil, fmt.Errorf("kafka: %w", err)
+		}
 	}
 	return json.Marshal(tok)
 }
@@ -286,6 +290,12 @@ func (s *KafkaSink) commitTaskTruths(ctx context.Context, tok kafkaToken) error 
 			return fmt.Errorf("kafka: %w", err)
 		}
 		m := kafkaTaskMeta{Owner: owner, Generation: f.Generation}
+		if len(t.States) > 0 && !s.tasks.created {
+			if err := s.ensureChangelog(ctx); err != nil {
+				return err
+			}
+			s.tasks.created = true
+		}
 		if len(t.States) > 0 {
 			b, err := json.Marshal(t.States)
 			if err != nil {

@@ -346,11 +346,6 @@ func (s *KafkaSink) Recover(ctx context.Context, token []byte) error {
 	if _, _, err := cl.ProducerID(ctx); err != nil {
 		return fmt.Errorf("kafka: init transactional producer %s: %w", s.txnID, err)
 	}
-	if s.tasks != nil {
-		if err := s.ensureChangelog(ctx); err != nil {
-			return err
-		}
-	}
 	switch {
 	case tok != nil && len(tok.Tasks) > 0:
 		// Never produced again: the tasks may be another process's now,
