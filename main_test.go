@@ -272,3 +272,29 @@ func TestValidateRefusesTemplatesInColumnarPath(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateRefusesSharedOutputs (issue 18, item 2): two pipelines with
+// one dead-letter file, or two sinks with one path, lost one writer's
+// records while validate said OK.
+func TestValidateRefusesSharedOutputs(t *testing.T) {
+	_, cfg := writeConfig(t, `pipelines:
+  - name: a
+    sources: [{file: {paths: [a.log]}}]
+    sinks: [{file: {path: out/a.jsonl}}]
+    dead_letter: {file: {path: out/dead.jsonl}}
+  - name: b
+    sources: [{file: {paths: [b.log]}}]
+    sinks: [{file: {path: ./out/a.jsonl}}, {parquet: {path: out/lake}}, {arrow: {path: out/lake}}]
+    dead_letter: {file: {path: out/dead.jsonl}}
+`)
+	code, _, errOut := runCLI(t, "validate", "-c", cfg)
+	for _, want := range []string{
+		cfg + `:8:14: pipeline "b": sinks[0]/file writes to out/a.jsonl, as does sinks[0]/file of pipeline "a" (` + cfg + `:4:14)`,
+		cfg + `:8:74: pipeline "b": sinks[2]/arrow writes to out/lake, as does sinks[1]/parquet of pipeline "b"`,
+		cfg + `:9:19: pipeline "b": dead_letter/file writes to out/dead.jsonl, as does dead_letter/file of pipeline "a"`,
+	} {
+		if code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("exit %d; validate output lacks %q:\n%s", code, want, errOut)
+		}
+	}
+}

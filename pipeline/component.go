@@ -263,6 +263,14 @@ type OperatorConfig interface {
 	NewOperator(b Build) (Operator, error)
 }
 
+// OutputPather is implemented by configurations of sinks that write to a
+// path: OutputPath is the path (or directory) as configured, template
+// text included; empty when it is not a file path (stdout). `weir
+// validate` refuses two sinks with the same one.
+type OutputPather interface {
+	OutputPath() string
+}
+
 // SinkConfig is a sink's decoded YAML configuration.
 type SinkConfig interface {
 	NewSink(b Build) (Sink, error)

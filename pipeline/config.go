@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -275,6 +276,42 @@ func (l *loader) top(n ast.Node, cfg *Config) {
 		}
 		names[s.Name] = s.Pos
 		cfg.Pipelines = append(cfg.Pipelines, s)
+	}
+	l.checkSharedOutputs(cfg.Pipelines)
+}
+
+// checkSharedOutputs refuses two sinks (dead-letter outputs included), in
+// one pipeline or two, that write the same output path: each commits as
+// if it were the only writer, and one's records would be lost.
+func (l *loader) checkSharedOutputs(specs []*Spec) {
+	type owner struct {
+		pipeline, id string
+		pos          Pos
+	}
+	seen := map[string]owner{}
+	for _, s := range specs {
+		sinks := append([]*Component(nil), s.Sinks...)
+		if s.DeadLetter != nil {
+			sinks = append(sinks, s.DeadLetter)
+		}
+		for _, c := range sinks {
+			o, ok := c.Config.(OutputPather)
+			if !ok {
+				continue
+			}
+			p := o.OutputPath()
+			if p == "" {
+				continue
+			}
+			p = filepath.Clean(p)
+			if prev, dup := seen[p]; dup {
+				l.errs = append(l.errs, &ConfigError{Pos: c.Pos, Msg: fmt.Sprintf(
+					"pipeline %q: %s writes to %s, as does %s of pipeline %q (%s): two writers of one output lose each other's records; give each its own path",
+					s.Name, c.ID, p, prev.id, prev.pipeline, prev.pos)})
+				continue
+			}
+			seen[p] = owner{s.Name, c.ID, c.Pos}
+		}
 	}
 }
 

@@ -449,3 +449,13 @@ func columnarJSONSchema(doc string, extra map[string]any) map[string]any {
 	return map[string]any{"type": "object", "description": doc, "required": []string{"path"},
 		"additionalProperties": false, "properties": props}
 }
+
+// OutputPath implements pipeline.OutputPather (for parquet and arrow, whose
+// configurations embed ColumnarOptions): the output directory or file;
+// empty when streaming to stdout.
+func (o *ColumnarOptions) OutputPath() string {
+	if o.Path == "-" {
+		return ""
+	}
+	return o.Path
+}

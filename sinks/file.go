@@ -46,6 +46,14 @@ type FileConfig struct {
 	BufferBytes int `yaml:"buffer_bytes"`
 }
 
+// OutputPath implements pipeline.OutputPather.
+func (c *FileConfig) OutputPath() string {
+	if c.Path == nil {
+		return ""
+	}
+	return c.Path.Source
+}
+
 // Validate implements pipeline.Validator.
 func (c *FileConfig) Validate() error {
 	switch {
