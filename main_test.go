@@ -192,8 +192,9 @@ func TestWALCommands(t *testing.T) {
 	}
 }
 
-// TestValidateWarnsOfPerPartitionKeys: when partitions are tasks, keyed
-// state is per partition, and weir cannot see how the topic is keyed.
+// TestValidateWarnsOfPerPartitionKeys: when partitions are tasks and the
+// source does not say how its topic is keyed, keyed state stays with the
+// process, and validate says so.
 func TestValidateWarnsOfPerPartitionKeys(t *testing.T) {
 	for _, c := range []struct {
 		sink, guarantee string
@@ -208,8 +209,8 @@ func TestValidateWarnsOfPerPartitionKeys(t *testing.T) {
 			"    operators:\n      - window: {tumbling: 1m, group_by: [service], aggregate: {n: count()}}\n"+
 			"    sinks: ["+c.sink+"]\n")
 		code, out, errOut := runCLI(t, "validate", "-c", cfg)
-		warned := strings.Contains(out, cfg+":6:9: warning: pipeline \"a\": operators[0]/window keeps its state per Kafka partition") &&
-			strings.Contains(out, "every record with the same group_by [service] must be in one partition")
+		warned := strings.Contains(out, cfg+":6:9: warning: pipeline \"a\": operators[0]/window keeps its state in this process, not per Kafka partition") &&
+			strings.Contains(out, "every record with the same group_by [service] is in one partition")
 		if code != 0 || warned != c.warn {
 			t.Errorf("%s under %s: exit %d, warned %v, want %v\n%s%s", c.sink, c.guarantee, code, warned, c.warn, out, errOut)
 		}

@@ -450,7 +450,7 @@ func (l *loader) warnTaskKeys(s *Spec) {
 			switch {
 			case key == "":
 				l.warns = append(l.warns, &ConfigError{Pos: c.Pos, Msg: fmt.Sprintf(
-					"pipeline %q: %s keeps its state per Kafka partition (each partition is a task): every record with the same %s must be in one partition, as when the producer keys records by it; a key split over partitions gives one partial result per partition. Declare the producer's key with `partitioned_by:` on the kafka source to have it checked",
+					"pipeline %q: %s keeps its state in this process, not per Kafka partition: weir cannot know that every record with the same %s is in one partition, so when a partition moves to another process (scale-out) its state does not follow it. If the producer keys records by it, declare that with `partitioned_by:` on the kafka source: the state then moves with its partition, exactly once",
 					s.Name, c.ID, k.KeyedBy())})
 			case !k.AlignedWith(key):
 				l.errs = append(l.errs, &ConfigError{Pos: c.Pos, Msg: fmt.Sprintf(

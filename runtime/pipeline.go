@@ -346,7 +346,7 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 		if err != nil {
 			return fmt.Errorf("%s: %s: %w", c.Pos, c.ID, err)
 		}
-		if tk != nil && tk.perTask(op) {
+		if tk != nil && tk.perTask(spec, c, op) {
 			to := &taskOperator{id: c.ID, newOp: func() (pipeline.Operator, error) {
 				return c.Config.(pipeline.OperatorConfig).NewOperator(bd)
 			}, now: opts.Now, tasks: map[string]*taskInstance{}, restore: &tk.restores}

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/weirhq/weir/internal/durable"
 	"github.com/weirhq/weir/internal/kafkaconn"
@@ -61,12 +62,34 @@ func (t *tasks) hasSource(sources []*sourceStage) bool {
 // fence is the task source's membership now.
 func (t *tasks) fence() pipeline.Fence { return t.source.GroupFence() }
 
-// perTask reports whether op keeps keyed state per split: it then runs as
-// one instance per task.
-func (t *tasks) perTask(op pipeline.Operator) bool {
+// perTask reports whether op (configured as c) runs as one instance per
+// task: it keeps keyed state per split, and its key is aligned with the
+// partitioning every task source declares (partitioned_by). Without a
+// declaration weir cannot know that all records of a key are in one
+// partition, and splitting the state by partition would give partial
+// results: the operator then keeps its state for the whole process, as
+// outside scale-out, and `weir validate` warns that it does not move with
+// partitions.
+func (t *tasks) perTask(spec *pipeline.Spec, c *pipeline.Component, op pipeline.Operator) bool {
 	_, snap := op.(pipeline.Snapshotter)
 	_, spl := op.(pipeline.SplitHandler)
-	return snap && spl
+	k, keyed := c.Config.(pipeline.KeyedConfig)
+	if !snap || !spl || !keyed {
+		return false
+	}
+	declared := false
+	for _, sc := range spec.Sources {
+		ts, ok := sc.Config.(pipeline.TaskSourceConfig)
+		if !ok || !ts.SplitsAreTasks() {
+			continue
+		}
+		key := strings.TrimSpace(ts.PartitionedBy())
+		if key == "" || !k.AlignedWith(key) {
+			return false
+		}
+		declared = true
+	}
+	return declared
 }
 
 // claim is pipeline.Build.ClaimTask: the store claims the task, and the
