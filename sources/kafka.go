@@ -845,6 +845,14 @@ func (s *kafkaSource) adjust(ctx context.Context, offsets map[string]map[int32]k
 			key := kafkaTP{t, p}
 			committed := o.EpochOffset().Offset // the reset sentinel AtStart is -2: no commit
 			ck, hasCk := s.seek[key]
+			if s.claim != nil {
+				// With tasks the truth is the sink's: a checkpoint of this
+				// process may be ahead of it (its commit never landed), so
+				// a partition the truth does not know starts at the
+				// group's offset, never at the checkpoint's.
+				delete(s.seek, key)
+				hasCk = false
+			}
 			switch {
 			case hasCk:
 				starts[key] = max(ck, committed)
