@@ -720,6 +720,7 @@ func (s *fileSource) scan(b *pipeline.Batch, now time.Time, initial bool) {
 		}
 		delete(s.openFailed, p)
 		s.add(tf)
+		seen[tf] = true
 	}
 	for _, tf := range s.files {
 		if !seen[tf] && !tf.orphan {
