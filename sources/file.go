@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -56,8 +57,38 @@ const (
 // The source is replayable (pipeline.Positioned): its position names every
 // file by device, inode and a fingerprint of its first KiB, with the offset
 // after the last line returned, so a restart resumes each file exactly
-// there, finds a file renamed while weir was down, and notices an inode
+// there, finds a file renamed while weir was down (also into a directory
+// right below its own, as logrotate's olddir does), and notices an inode
 // reused by a different file.
+//
+// Files are told apart by that fingerprint as well as by inode, as Vector
+// does, so that rotation by copy delivers every line once:
+//
+//   - A file that appears after another was tracked, and starts with the
+//     same bytes (its first KiB, decompressed for a gzip file, or all of it
+//     when shorter) is a copy: copytruncate's app.log.1, or compress's
+//     app.log.1.gz. A plain copy must also be no longer than the original
+//     and end with the same bytes at the same offset. It is not read from
+//     its start: while the original is intact it is not read at all (a
+//     plain copy that grows apart from the original is read as its own
+//     file, from its start); when the original is read to its end and
+//     forgotten, the copy is read from its own end on.
+//   - When a tracked file is truncated or rewritten in place (copytruncate),
+//     its copy is looked for among the files Paths match and the rotated
+//     names next to it, even when Paths do not match them: files in its
+//     directory and in the directories right below it whose names start
+//     with its name up to the first dot (app.log.1, app.log-20240101,
+//     app-20240101.log, old/app.log.1, app.log.1.gz). The copy's lines
+//     from the offset read up to are read first, then the truncated file
+//     from its start. A restart does the same for a file that was
+//     truncated, rewritten or removed while weir was down, from its
+//     checkpointed offset.
+//   - Not read: what copytruncate itself loses (lines written between its
+//     copy and its truncation), a file created and rotated away within one
+//     GlobInterval (weir never saw it), and a copy put elsewhere than next
+//     to the file or right below it that Paths do not match. A file that
+//     starts with the same KiB as a truncated or removed one (a long fixed
+//     banner) can be taken for its copy.
 //
 // Construct it with NewFileConfig (the registry does), which sets the
 // defaults given below.
@@ -80,8 +111,11 @@ type FileConfig struct {
 	// picked up (every GlobInterval), a line is returned only once its
 	// newline is written, rotation by rename (the renamed file is read to
 	// its end, then the new file at the path from its start) and by
-	// copytruncate (a file shorter than what was read starts over at 0) are
-	// followed.
+	// copytruncate (the lines not yet read are read from the copy, then the
+	// truncated file from its start; see above) are followed. A file that
+	// appears empty while others are tracked is opened by the first scan
+	// that finds data in it, so that a copy caught before its first bytes
+	// is not taken for a new file.
 	Follow bool `yaml:"follow"`
 	// StartAt is where reading starts in the files found when the source
 	// first starts without a checkpoint: "beginning" (default) or "end"
@@ -244,6 +278,13 @@ type tailFile struct {
 
 	announced bool // follow: reported as a split (pipeline.SplitChange.Added)
 	caughtUp  bool // follow: reported caught up, and nothing read since
+
+	// Rotation by copy (file_rotation.go).
+	firstScan   int       // the scan that found it; 0: restored from a checkpoint
+	copyOf      *tailFile // parked: a copy of this intact file, not read or checkpointed while it lives
+	copyPending bool      // too short to tell whether it is a copy: decided once it grows
+	pendingSize int64     // parked or pending: its size when last checked
+	reopen      bool      // follow: a copy that continues a rotated file, opened by the next poll
 }
 
 // fileSource is the running `file` source.
@@ -265,6 +306,7 @@ type fileSource struct {
 	cur      int                  // finite: files[cur] is being read; follow: where the next poll starts
 	started  bool                 // the first scan has run
 	restored bool                 // Seek restored a checkpoint
+	scans    int                  // scans run so far (tailFile.firstScan)
 	eof      bool                 // finite: every file is done
 
 	nextGlob, nextPoll time.Time
@@ -392,6 +434,7 @@ func (s *fileSource) Read(ctx context.Context, b *pipeline.Batch) (pipeline.AckF
 func (s *fileSource) start(b *pipeline.Batch) error {
 	s.started = true
 	s.splits.Reset = true
+	s.scans = 1
 	if s.cfg.Follow {
 		for _, tf := range s.files {
 			if tf.done || tf.f != nil {
@@ -417,7 +460,15 @@ func (s *fileSource) start(b *pipeline.Batch) error {
 			continue // restored, or the same file under two names
 		}
 		tf := s.newTailFile(p, id)
+		tf.firstScan = s.scans
 		tf.atEnd = !s.restored && s.cfg.StartAt == "end"
+		switch s.checkCopy(tf, fi) {
+		case copyParked:
+			s.add(tf)
+			continue
+		case copyContinues:
+			continue
+		}
 		s.add(tf)
 	}
 	slices.SortStableFunc(s.files, func(a, b *tailFile) int { return strings.Compare(a.path, b.path) })
@@ -441,7 +492,7 @@ func (s *fileSource) readFinite(b *pipeline.Batch) error {
 			return io.EOF
 		}
 		tf := s.files[s.cur]
-		if tf.done {
+		if tf.done || tf.copyOf != nil {
 			s.cur++
 			continue
 		}
@@ -590,11 +641,32 @@ func (s *fileSource) poll(b *pipeline.Batch, now time.Time) (full bool, err erro
 
 // pollFile reads one file in follow mode until its end or a full batch.
 func (s *fileSource) pollFile(tf *tailFile, b *pipeline.Batch, now time.Time) (full bool, err error) {
+	if tf.copyOf != nil || tf.copyPending {
+		return false, nil // parked, or not known yet to be no copy
+	}
+	if tf.f == nil && tf.reopen && !tf.done {
+		if err := s.open(tf); err != nil {
+			if isGzipError(err) {
+				s.gzipFailed(tf, b, err)
+			} else {
+				s.openError(tf, err)
+			}
+		}
+	}
 	if tf.f == nil || tf.done {
 		if tf.orphan {
 			tf.drop = true
 		}
 		return false, nil
+	}
+	if !tf.gz {
+		// Before reading on from where the last poll stopped, make sure
+		// the file was not truncated and written past that offset since.
+		if fi, err := tf.f.Stat(); err == nil && fi.Size() != tf.lr.readPos && s.rewrittenFile(tf.f, tf, fi.Size()) {
+			if full, err := s.rotated(tf, b, now); full || err != nil {
+				return full, err
+			}
+		}
 	}
 	tf.lr.acquire(&s.pool)
 	defer tf.lr.release(&s.pool)
@@ -604,7 +676,7 @@ func (s *fileSource) pollFile(tf *tailFile, b *pipeline.Batch, now time.Time) (f
 		if tf.lr.readPos != before {
 			tf.idleSince, tf.caughtUp = now, false
 			s.gen++
-			s.refreshFingerprint(tf)
+			s.refreshFingerprint(tf, tf.lr.readPos)
 		}
 		if err != nil {
 			if isDataError(tf, err) {
@@ -624,7 +696,10 @@ func (s *fileSource) pollFile(tf *tailFile, b *pipeline.Batch, now time.Time) (f
 			s.finish(tf)
 			return false, nil
 		}
-		if s.truncated(tf) {
+		if fi, err := tf.f.Stat(); err == nil && fi.Size() < tf.lr.readPos {
+			if full, err := s.rotated(tf, b, now); full || err != nil {
+				return full, err
+			}
 			continue // read it again from the start
 		}
 		if tf.announced && !tf.caughtUp {
@@ -645,31 +720,37 @@ func (s *fileSource) pollFile(tf *tailFile, b *pipeline.Batch, now time.Time) (f
 	return len(b.Records) >= s.batch, nil
 }
 
-// truncated checks, at the end of a plain file, whether it was truncated
-// (copytruncate) and if so starts it over at 0.
-func (s *fileSource) truncated(tf *tailFile) bool {
-	fi, err := tf.f.Stat()
-	if err != nil || fi.Size() >= tf.lr.readPos {
-		return false
+// rotated handles a plain file found truncated or rewritten in place
+// (copytruncate): its copy, if one is found, reads the lines the file no
+// longer holds first, then the file starts over at 0.
+func (s *fileSource) rotated(tf *tailFile, b *pipeline.Batch, now time.Time) (full bool, err error) {
+	c := s.rotatedInPlace(tf)
+	if c == nil {
+		return false, nil
 	}
-	s.log.Info("file: file was truncated; reading it again from the start", "path", tf.path, "size", fi.Size(), "offset", tf.lr.readPos)
-	s.restart(tf)
-	return true
+	return s.pollFile(c, b, now)
 }
 
 // restart reads a plain file again from its start.
 func (s *fileSource) restart(tf *tailFile) {
-	if _, err := tf.f.Seek(0, io.SeekStart); err != nil {
-		s.log.Warn("file: seek to start", "path", tf.path, "error", err)
+	if tf.f != nil {
+		if _, err := tf.f.Seek(0, io.SeekStart); err != nil {
+			s.log.Warn("file: seek to start", "path", tf.path, "error", err)
+		}
 	}
 	tf.lr.reset(0, 1, false)
 	tf.fpLen = 0
-	s.refreshFingerprint(tf)
+	s.refreshFingerprint(tf, math.MaxInt64) // what it holds already
 	s.gen++
 }
 
-// compact forgets dropped files.
+// compact forgets dropped files; the copies parked under them take over.
 func (s *fileSource) compact() {
+	for _, tf := range s.files {
+		if tf.drop {
+			s.release(tf)
+		}
+	}
 	out := s.files[:0]
 	for _, tf := range s.files {
 		if tf.drop {
@@ -694,6 +775,7 @@ func (s *fileSource) compact() {
 // another matching path or away from every matching path (orphans), and
 // retries incomplete gzip files that grew. initial applies start_at.
 func (s *fileSource) scan(b *pipeline.Batch, now time.Time, initial bool) {
+	s.scans++
 	seen := make(map[*tailFile]bool, len(s.files))
 	for _, p := range s.matches() {
 		fi, err := os.Stat(p)
@@ -707,7 +789,22 @@ func (s *fileSource) scan(b *pipeline.Batch, now time.Time, initial bool) {
 			continue
 		}
 		tf := s.newTailFile(p, id)
+		tf.firstScan = s.scans
 		tf.atEnd = initial && s.cfg.StartAt == "end"
+		switch s.checkCopy(tf, fi) {
+		case copyParked:
+			s.add(tf)
+			seen[tf] = true
+			continue
+		case copyContinues:
+			seen[s.byID[id]] = true
+			continue
+		case copyUndecided:
+			tf.copyPending, tf.pendingSize = true, fi.Size()
+			s.add(tf)
+			seen[tf] = true
+			continue
+		}
 		if err := s.open(tf); err != nil {
 			switch {
 			case isGzipError(err):
@@ -720,6 +817,7 @@ func (s *fileSource) scan(b *pipeline.Batch, now time.Time, initial bool) {
 		}
 		delete(s.openFailed, p)
 		s.add(tf)
+		seen[tf] = true
 	}
 	for _, tf := range s.files {
 		if !seen[tf] && !tf.orphan {
@@ -738,6 +836,24 @@ func (s *fileSource) rescan(b *pipeline.Batch, tf *tailFile, p string, fi fs.Fil
 	}
 	tf.orphan = false
 	switch {
+	case tf.copyOf != nil && (fi.Size() == tf.pendingSize || s.recheckCopy(tf, fi.Size())):
+		// Parked: read only once its original is truncated.
+	case tf.copyPending:
+		if fi.Size() == tf.pendingSize {
+			break
+		}
+		tf.pendingSize = fi.Size()
+		if s.checkCopy(tf, fi) != notCopy {
+			break
+		}
+		tf.copyPending = false
+		if err := s.open(tf); err != nil {
+			if isGzipError(err) {
+				s.gzipFailed(tf, b, err)
+			} else {
+				s.openError(tf, err)
+			}
+		}
 	case tf.f == nil && !tf.done && (!tf.gzRetry || fi.Size() != tf.gzSize):
 		// Not open: an incomplete gzip stream that grew, or a file that
 		// could not be opened before.
@@ -749,14 +865,13 @@ func (s *fileSource) rescan(b *pipeline.Batch, tf *tailFile, p string, fi fs.Fil
 				s.openError(tf, err)
 			}
 		}
-	case tf.f != nil && !tf.gz && tf.fpLen > 0:
+	case tf.f != nil && !tf.gz:
 		// A file rewritten in place (truncated, then written past the
 		// old offset before a poll saw it short) has a new head.
-		fp, n, err := s.fingerprint(tf.f, tf.fpLen)
-		if err == nil && (n < tf.fpLen || fp != tf.fp) {
-			s.log.Info("file: file was rewritten; reading it again from the start", "path", tf.path)
-			s.restart(tf)
+		if tf.fpLen > 0 && s.rewrittenFile(tf.f, tf, fi.Size()) {
+			s.rotatedInPlace(tf)
 		}
+		s.refreshFingerprint(tf, fi.Size())
 	}
 }
 
@@ -897,6 +1012,7 @@ func (s *fileSource) open(tf *tailFile) error {
 	}
 	tf.f = f
 	tf.lr.readPos = off
+	tf.reopen = false
 	s.gen++
 	s.announce(tf)
 	return nil
@@ -919,9 +1035,12 @@ func hashHead(b []byte) uint64 {
 }
 
 // refreshFingerprint extends the fingerprint of a plain file that was
-// shorter than fingerprintBytes when first seen, once more of it is read.
-func (s *fileSource) refreshFingerprint(tf *tailFile) {
-	if tf.gz || tf.f == nil || tf.fpLen >= fingerprintBytes || tf.lr.readPos <= int64(tf.fpLen) {
+// shorter than fingerprintBytes when last fingerprinted, once it holds
+// more (size: what it is known to hold now). The fingerprint is what finds
+// the file's copy if it is truncated, so it is taken whether or not the
+// lines were read yet.
+func (s *fileSource) refreshFingerprint(tf *tailFile, size int64) {
+	if tf.gz || tf.f == nil || tf.fpLen >= fingerprintBytes || size <= int64(tf.fpLen) {
 		return
 	}
 	if fp, n, err := s.fingerprint(tf.f, fingerprintBytes); err == nil && n > tf.fpLen {

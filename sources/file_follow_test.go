@@ -441,3 +441,27 @@ func TestFileFollowGzipStillBeingWritten(t *testing.T) {
 	}
 	numbered(t, &g, 20000)
 }
+
+// TestFileFollowNewFileNotOrphan: a file found by a scan matches the globs;
+// it is not taken for a rotated one (an orphan, finished and forgotten
+// after rotate_wait) until the next scan, which would find it again as new
+// and read it twice when rotate_wait is shorter than glob_interval.
+func TestFileFollowNewFileNotOrphan(t *testing.T) {
+	dir := t.TempDir()
+	c := followCfg(filepath.Join(dir, "*.log"))
+	c.GlobInterval = 50 * time.Millisecond
+	c.RotateWait = time.Millisecond
+	src := newFileSource(t, c, 100)
+	var g got
+	readOnce(t, src, &g) // the first scan is done
+	b := filepath.Join(dir, "b.log")
+	writeFile(t, b, "n=1\nn=2\n")
+	collectUntil(t, src, &g, countUpTo(2))
+	for range 3 { // a few more scans
+		last := src.nextGlob
+		for src.nextGlob == last {
+			readOnce(t, src, &g)
+		}
+	}
+	numbered(t, &g, 2)
+}

@@ -51,6 +51,9 @@ func (s *fileSource) Position() ([]byte, error) {
 	}
 	p := filePosition{V: filePositionVersion, Files: make([]fileEntry, 0, len(s.files))}
 	for _, tf := range s.files {
+		if tf.copyOf != nil || tf.copyPending {
+			continue // parked: found again as a copy after a restart
+		}
 		p.Files = append(p.Files, fileEntry{
 			Path: tf.path, Dev: tf.id.Dev, Ino: tf.id.Ino,
 			FP: strconv.FormatUint(tf.fp, 16), FPLen: tf.fpLen,
@@ -67,13 +70,16 @@ func (s *fileSource) Position() ([]byte, error) {
 }
 
 // Seek implements pipeline.Positioned. Each file of the position is looked
-// for by identity: at its last path, else among the files the globs match
-// and the files of its last directory (it was rotated while weir was
-// down). A file found with the same fingerprint resumes at its offset;
-// one whose fingerprint no longer matches (its inode was reused) or that
-// is now shorter than its offset (truncated) starts at 0 when the globs
-// match it; a file not found is dropped. Files matching the globs that the
-// position does not name are read from their beginning.
+// for by identity: at its last path, else among the files the globs match,
+// the files of its last directory and the rotated names in the directories
+// right below it (it was rotated while weir was down; see rotatedNames). A
+// file found with the same fingerprint resumes at its offset; one whose
+// fingerprint no longer matches (its inode was reused, or it was rewritten)
+// or that is now shorter than its offset (truncated) starts at 0 when the
+// globs match it. When a plain file is gone, truncated or rewritten, its
+// copy (copytruncate, compress) is looked for by fingerprint among the same
+// files and continues from the checkpointed offset. Files matching the
+// globs that the position does not name are read from their beginning.
 func (s *fileSource) Seek(_ context.Context, pos []byte) error {
 	if s.started {
 		return fmt.Errorf("file: seek after the first read")
@@ -90,6 +96,7 @@ func (s *fileSource) Seek(_ context.Context, pos []byte) error {
 		return fmt.Errorf("file: position version %d is not supported (want %d)", p.V, filePositionVersion)
 	}
 	finder := &identityFinder{index: map[fileID]string{}, dirs: map[string]bool{}}
+	var lost []lostTail // what gone, truncated and rewritten files held: for their copies
 	for _, e := range p.Files {
 		fp, err := strconv.ParseUint(e.FP, 16, 64)
 		if err != nil || e.FPLen < 0 || e.FPLen > fingerprintBytes || e.Offset < 0 || e.Line < 0 {
@@ -102,32 +109,47 @@ func (s *fileSource) Seek(_ context.Context, pos []byte) error {
 		if s.byID[id] != nil {
 			continue
 		}
+		l := lostTail{id: id, path: e.Path, fp: fp, fpLen: e.FPLen, offset: e.Offset, line: e.Line, skip: e.Skip}
+		if s.isGzip(e.Path) {
+			l.fpLen = 0 // the fingerprint of a gzip file is of its compressed bytes: no copy is looked for
+		}
 		path := finder.find(s, id, e.Path)
 		if path == "" {
 			s.log.Info("file: a checkpointed file is gone", "path", e.Path)
+			lost = append(lost, l)
 			continue
 		}
 		tf := s.newTailFile(path, id)
-		if !s.restoreEntry(tf, e, fp) {
-			continue
+		track, gone := s.restoreEntry(tf, e, fp)
+		if track {
+			s.add(tf)
 		}
-		s.add(tf)
+		if gone {
+			lost = append(lost, l)
+		}
+	}
+	for _, l := range lost {
+		if l.fpLen > 0 {
+			s.succeed(nil, l)
+		}
 	}
 	return nil
 }
 
 // restoreEntry checks a found file against its checkpointed fingerprint
-// and sets where reading resumes. It reports whether to track the file.
-func (s *fileSource) restoreEntry(tf *tailFile, e fileEntry, fp uint64) bool {
+// and sets where reading resumes. It reports whether to track the file,
+// and whether what it held past its offset is gone from it (truncated,
+// rewritten or replaced), so that its copy is looked for.
+func (s *fileSource) restoreEntry(tf *tailFile, e fileEntry, fp uint64) (track, gone bool) {
 	f, err := os.Open(tf.path)
 	if err != nil {
 		s.log.Info("file: cannot open a checkpointed file", "path", tf.path, "error", err)
-		return false
+		return false, false
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil || idFor(fi, tf.path) != tf.id {
-		return false
+		return false, true
 	}
 	// A file checkpointed before anything of it was read has no
 	// fingerprint to compare (FPLen 0): its identity is all there is.
@@ -135,7 +157,7 @@ func (s *fileSource) restoreEntry(tf *tailFile, e fileEntry, fp uint64) bool {
 	if e.FPLen > 0 && (err != nil || n < e.FPLen || got != fp) {
 		// Another file took the inode: read it as new if the globs match it.
 		s.log.Info("file: a checkpointed file was replaced; reading the new one from the start", "path", tf.path)
-		return false
+		return false, true
 	}
 	tf.fp, tf.fpLen = fp, e.FPLen
 	switch {
@@ -145,13 +167,14 @@ func (s *fileSource) restoreEntry(tf *tailFile, e fileEntry, fp uint64) bool {
 	case !tf.gz && fi.Size() < e.Offset:
 		s.log.Info("file: a checkpointed file was truncated; reading it from the start", "path", tf.path, "size", fi.Size(), "offset", e.Offset)
 		tf.lr.reset(0, 1, false)
+		gone = true
 	default:
 		tf.lr.reset(e.Offset, e.Line, e.Skip)
 	}
 	if tf.path != e.Path {
 		s.log.Info("file: found a checkpointed file under a new name", "path", e.Path, "now", tf.path)
 	}
-	return true
+	return true, gone
 }
 
 // identityFinder locates files by identity, listing each directory once.
@@ -188,6 +211,15 @@ func (f *identityFinder) find(s *fileSource, id fileID, last string) string {
 					f.note(filepath.Join(dir, e.Name()))
 				}
 			}
+		}
+	}
+	if p, ok := f.index[id]; ok {
+		return p
+	}
+	if !f.dirs[last] { // moved into a directory below its own (olddir)
+		f.dirs[last] = true
+		for _, p := range rotatedNames(last) {
+			f.note(p)
 		}
 	}
 	return f.index[id]
