@@ -28,6 +28,19 @@
 //     last checkpoint's tokens, discards later staging, restores operator
 //     state and seeks sources (or replays the WAL) to the saved positions.
 //
+// Splits and tasks. A source that reads several splits at once (Kafka
+// partitions, files) reports their changes after each Read; the source
+// stage sends them in band (msgSplits: additions before the batch,
+// caught-up and removed splits after it) and the chain hands them to the
+// operators that keep per-split watermarks (pipeline.SplitHandler). When
+// the pipeline reads a consumer group into a sink that keeps tasks
+// (pipeline.TaskStore; tasks.go), every partition is a task: the source
+// claims it through Build.ClaimTask before reading it, aligned keyed
+// operators run one instance per task (task_operator.go), the barrier
+// carries every task's offset, the chain adds each task's state
+// (chain.truths), and the sink commits them with its output. A commit
+// refused with pipeline.ErrFenced restarts the pipeline (RunPipeline).
+//
 // Run a configuration:
 //
 //	cfg, err := pipeline.LoadFile("pipelines.yaml")
