@@ -426,19 +426,8 @@ func (l *loader) pipeline(n ast.Node) *Spec {
 // key is not aligned with the partitioning the sources declare
 // (partitioned_by), and warns where a source does not declare it.
 func (l *loader) warnTaskKeys(s *Spec) {
-	tasks := false
-	for _, c := range s.Sinks {
-		if tc, ok := c.Config.(TaskStoreConfig); ok && tc.KeepsTasks(s.Guarantee) {
-			tasks = true
-		}
-	}
-	var keys []string // declared partition keys; "" for a source that declares none
-	for _, c := range s.Sources {
-		if tc, ok := c.Config.(TaskSourceConfig); ok && tc.SplitsAreTasks() {
-			keys = append(keys, strings.TrimSpace(tc.PartitionedBy()))
-		}
-	}
-	if !tasks || len(keys) == 0 {
+	keys := s.PartitionKeys()
+	if s.TaskStoreIndex() < 0 || len(keys) == 0 {
 		return
 	}
 	for _, c := range s.Operators {

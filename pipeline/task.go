@@ -3,6 +3,8 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 )
 
 // Tasks: the partition is the unit of ownership (DESIGN.md, "Scale-out").
@@ -105,4 +107,27 @@ type TaskSourceConfig interface {
 type KeyedConfig interface {
 	KeyedBy() string
 	AlignedWith(key string) bool
+}
+
+// TaskStoreIndex returns the index in s.Sinks of the sink that keeps the
+// pipeline's task truths (the first whose configuration keeps tasks under
+// s's guarantee), or -1 when none does.
+func (s *Spec) TaskStoreIndex() int {
+	return slices.IndexFunc(s.Sinks, func(c *Component) bool {
+		tc, ok := c.Config.(TaskStoreConfig)
+		return ok && tc.KeepsTasks(s.Guarantee)
+	})
+}
+
+// PartitionKeys returns the declared partitioned_by of every source of s
+// whose splits are tasks, "" for one that declares none; nil when no
+// source's splits are tasks.
+func (s *Spec) PartitionKeys() []string {
+	var keys []string
+	for _, c := range s.Sources {
+		if tc, ok := c.Config.(TaskSourceConfig); ok && tc.SplitsAreTasks() {
+			keys = append(keys, strings.TrimSpace(tc.PartitionedBy()))
+		}
+	}
+	return keys
 }

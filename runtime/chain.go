@@ -152,20 +152,29 @@ func (c *chain) onBarrier(ctx context.Context, m message) error {
 	delete(c.arrived, b.id)
 	rep.aligned = time.Now()
 	rep.states = make([][]byte, len(c.ops))
+	perTask := map[string]map[string][]byte{} // task operator id → task → state
 	for i, o := range c.ops {
 		if o.snap == nil {
 			continue
 		}
-		st, err := o.snap.Snapshot()
+		var st []byte
+		var err error
+		if to, ok := o.op.(*taskOperator); ok {
+			// One snapshot serves the local checkpoint and the truths.
+			var tasks map[string][]byte
+			if tasks, err = to.SnapshotTasks(); err == nil {
+				perTask[to.id] = tasks
+				st, err = encodeTaskStates(tasks)
+			}
+		} else {
+			st, err = o.snap.Snapshot()
+		}
 		if err != nil {
 			return fmt.Errorf("%s: snapshot: %w", o.id, err)
 		}
 		rep.states[i] = st
 	}
-	truths, err := c.truths(rep.tasks)
-	if err != nil {
-		return err
-	}
+	truths := c.truths(rep.tasks, perTask)
 	rep.snapshotted = time.Now()
 	select {
 	case c.reports <- *rep:
@@ -176,34 +185,26 @@ func (c *chain) onBarrier(ctx context.Context, m message) error {
 }
 
 // truths returns the checkpoint's task truths: each owned task's offset
-// and its state in every per-task operator (nil without tasks).
-func (c *chain) truths(offsets map[string]int64) ([]pipeline.TaskState, error) {
+// and its state in every per-task operator (perTask: operator id → task →
+// state); nil without tasks.
+func (c *chain) truths(offsets map[string]int64, perTask map[string]map[string][]byte) []pipeline.TaskState {
 	if len(offsets) == 0 {
-		return nil, nil
+		return nil
 	}
 	out := make([]pipeline.TaskState, 0, len(offsets))
 	for _, task := range slices.Sorted(maps.Keys(offsets)) {
-		out = append(out, pipeline.TaskState{Task: task, Offset: offsets[task]})
-	}
-	for _, o := range c.ops {
-		to, ok := o.op.(*taskOperator)
-		if !ok {
-			continue
-		}
-		states, err := to.SnapshotTasks()
-		if err != nil {
-			return nil, fmt.Errorf("%s: snapshot tasks: %w", o.id, err)
-		}
-		for i := range out {
-			if st, ok := states[out[i].Task]; ok {
-				if out[i].States == nil {
-					out[i].States = map[string][]byte{}
+		ts := pipeline.TaskState{Task: task, Offset: offsets[task]}
+		for id, states := range perTask {
+			if st, ok := states[task]; ok {
+				if ts.States == nil {
+					ts.States = map[string][]byte{}
 				}
-				out[i].States[to.id] = st
+				ts.States[id] = st
 			}
 		}
+		out = append(out, ts)
 	}
-	return out, nil
+	return out
 }
 
 // onWatermark hands a source's watermark to every operator that handles

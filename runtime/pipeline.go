@@ -349,7 +349,7 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 		if tk != nil && tk.perTask(spec, c, op) {
 			to := &taskOperator{id: c.ID, newOp: func() (pipeline.Operator, error) {
 				return c.Config.(pipeline.OperatorConfig).NewOperator(bd)
-			}, now: opts.Now, tasks: map[string]*taskInstance{}, restore: &tk.restores}
+			}, tasks: map[string]*taskInstance{}, restore: &tk.restores}
 			op, lastTask = to, to
 		}
 		oi := &operatorInstance{id: bd.Component, op: op, stats: observeOperator(stats, c.ID, op)}

@@ -27,7 +27,6 @@ import (
 type taskOperator struct {
 	id    string // component id, the key of its states in a TaskState
 	newOp func() (pipeline.Operator, error)
-	now   func() time.Time
 
 	mu      sync.Mutex // guards tasks for Late and SplitWatermarks (the chain writes them under it)
 	tasks   map[string]*taskInstance
@@ -302,6 +301,11 @@ func (t *taskOperator) Snapshot() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return encodeTaskStates(st)
+}
+
+// encodeTaskStates is the local checkpoint's form of SnapshotTasks.
+func encodeTaskStates(st map[string][]byte) ([]byte, error) {
 	return json.Marshal(taskOperatorState{Tasks: st})
 }
 

@@ -30,7 +30,7 @@ pipelines:
 		t.Fatal(err)
 	}
 	oc := cfg.Pipelines[0].Operators[0].Config.(pipeline.OperatorConfig)
-	to := &taskOperator{id: "operators[0]/window", now: time.Now, tasks: map[string]*taskInstance{}, restore: &taskRestores{}, last: true,
+	to := &taskOperator{id: "operators[0]/window", tasks: map[string]*taskInstance{}, restore: &taskRestores{}, last: true,
 		newOp: func() (pipeline.Operator, error) {
 			return oc.NewOperator(pipeline.Build{Pipeline: "t", Component: "t/operators[0]/window"})
 		}}

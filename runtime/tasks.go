@@ -9,7 +9,6 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/weirhq/weir/internal/durable"
 	"github.com/weirhq/weir/internal/kafkaconn"
@@ -34,10 +33,7 @@ func newTasks(spec *pipeline.Spec, dir string, logger *slog.Logger) (*tasks, err
 	if spec.Guarantee != pipeline.ExactlyOnce {
 		return nil, nil
 	}
-	index := slices.IndexFunc(spec.Sinks, func(c *pipeline.Component) bool {
-		tc, ok := c.Config.(pipeline.TaskStoreConfig)
-		return ok && tc.KeepsTasks(spec.Guarantee)
-	})
+	index := spec.TaskStoreIndex()
 	if index < 0 {
 		return nil, nil
 	}
@@ -77,19 +73,8 @@ func (t *tasks) perTask(spec *pipeline.Spec, c *pipeline.Component, op pipeline.
 	if !snap || !spl || !keyed {
 		return false
 	}
-	declared := false
-	for _, sc := range spec.Sources {
-		ts, ok := sc.Config.(pipeline.TaskSourceConfig)
-		if !ok || !ts.SplitsAreTasks() {
-			continue
-		}
-		key := strings.TrimSpace(ts.PartitionedBy())
-		if key == "" || !k.AlignedWith(key) {
-			return false
-		}
-		declared = true
-	}
-	return declared
+	keys := spec.PartitionKeys()
+	return len(keys) > 0 && !slices.ContainsFunc(keys, func(key string) bool { return key == "" || !k.AlignedWith(key) })
 }
 
 // claim is pipeline.Build.ClaimTask: the store claims the task, and the

@@ -6,6 +6,12 @@
 // registered as exactly-once capable; exactly_once pipelines refuse the
 // others at load time.
 //
+// postgres, kafka, parquet and arrow also keep task truths
+// (pipeline.TaskStore, in postgres_tasks.go, kafka_tasks.go and
+// columnar_tasks.go): with a consumer-group source, each partition's
+// offset and keyed state commit with the output, fenced against processes
+// that lost the partition.
+//
 //	sinks:
 //	  - file: { path: out/errors.jsonl }
 //	  - stdout: {}
