@@ -242,26 +242,33 @@ func writeFileAtomic(name string, b []byte) error {
 // within each; a group's key is "<partition>\x00<task>".
 func (s *ColumnarSink) groupTasks(recs []*pipeline.Record) ([]recordGroup, error) {
 	clear(s.groupIdx)
-	s.groups = s.groups[:0]
+	groups := s.groups[:cap(s.groups)]
+	n := 0
 	for _, r := range recs {
-		key := ""
+		s.groupBuf = s.groupBuf[:0]
 		if s.tmpl != nil {
 			var err error
-			s.groupBuf, err = s.tmpl.RenderPath(s.groupBuf[:0], r)
+			s.groupBuf, err = s.tmpl.RenderPath(s.groupBuf, r)
 			if err != nil {
 				return nil, fmt.Errorf("%s: partition_by %q: record from %s offset %d: %w", s.name, s.tmpl.Source, r.Origin.Name, r.Origin.Offset, err)
 			}
-			key = string(s.groupBuf)
 		}
-		full := key + "\x00" + r.Split
-		i, ok := s.groupIdx[full]
+		s.groupBuf = append(append(s.groupBuf, 0), r.Split...)
+		i, ok := s.groupIdx[string(s.groupBuf)] // no allocation for the lookup
 		if !ok {
-			i = len(s.groups)
-			s.groupIdx[full] = i
-			s.groups = append(s.groups, recordGroup{key: full})
+			key := string(s.groupBuf)
+			i = n
+			n++
+			s.groupIdx[key] = i
+			if i < len(groups) {
+				groups[i].key, groups[i].recs = key, groups[i].recs[:0]
+			} else {
+				groups = append(groups, recordGroup{key: key})
+			}
 		}
-		s.groups[i].recs = append(s.groups[i].recs, r)
+		groups[i].recs = append(groups[i].recs, r)
 	}
+	s.groups = groups[:n]
 	return s.groups, nil
 }
 
