@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,7 +91,7 @@ func (s *KafkaSink) setUpTasks(b pipeline.Build) {
 // when it is missing.
 func (s *KafkaSink) ensureChangelog(ctx context.Context) error {
 	t := s.tasks.changelog
-	if ok, err := s.lookupTopic(ctx, t); err == nil && ok {
+	if ok, _, err := s.lookupTopic(ctx, t); err == nil && ok {
 		return nil
 	}
 	compact := "compact"
@@ -326,6 +327,24 @@ func (s *KafkaSink) commitTaskTruths(ctx context.Context, tok kafkaToken) error 
 		rp.Metadata = &ms
 		add(meta, rp)
 	}
+	if tok.Count == 0 && !producedState(tok) {
+		// Nothing was produced in this transaction through franz-go, which
+		// then ends it without telling the broker (the offsets below are
+		// added to it by hand): the transaction would stay open, its
+		// offsets uncommitted, until the broker's timeout aborted it and
+		// fenced this producer. One small record on the changelog makes it
+		// a transaction franz-go ends; compaction keeps one per instance.
+		if !s.tasks.created {
+			if err := s.ensureChangelog(ctx); err != nil {
+				return err
+			}
+			s.tasks.created = true
+		}
+		r := &kgo.Record{Topic: s.tasks.changelog, Partition: 0, Key: []byte("weir-commit#" + s.instance), Value: strconv.AppendUint(nil, tok.Checkpoint, 10)}
+		if err := s.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			return fmt.Errorf("kafka: produce the commit record to %s: %w", s.tasks.changelog, err)
+		}
+	}
 	if err := s.txnOffsetCommit(ctx, s.tasks.group, pipeline.Fence{Generation: -1}, meta); err != nil {
 		return fmt.Errorf("kafka: commit task truths to group %s: %w", s.tasks.group, err)
 	}
@@ -362,6 +381,12 @@ func (s *KafkaSink) commitTaskTruths(ctx context.Context, tok kafkaToken) error 
 		}
 		return fmt.Errorf("kafka: commit task offsets to group %s as member %s in generation %d: %w", f.Group, f.MemberID, f.Generation, err)
 	}
+}
+
+// producedState reports whether committing tok's truths produces state
+// chunks to the changelog.
+func producedState(tok kafkaToken) bool {
+	return slices.ContainsFunc(tok.Tasks, func(t kafkaTaskTruth) bool { return len(t.States) > 0 })
 }
 
 // txnOffsetCommit adds group to the open transaction and commits offsets

@@ -114,3 +114,80 @@ func TestKafkaSinkTasks(t *testing.T) {
 		t.Fatalf("claim with a lost state: %v; want a refusal naming the changelog", err)
 	}
 }
+
+// Checkpoints that produce nothing (an idle input, or records all filtered
+// out) still commit their task offsets, and a sink idle for longer than its
+// transaction timeout is not fenced: franz-go ends only transactions it
+// produced in, so a commit of offsets alone used to stay open until the
+// broker aborted it and fenced the producer (PRODUCER_FENCED after
+// transaction_timeout of idleness).
+func TestKafkaSinkTasksIdleCommits(t *testing.T) {
+	ctx := context.Background()
+	c := kafkatest.New(t)
+	in, out := c.Topic(t, 1), c.Topic(t, 1)
+	group := kafkatest.Name("g")
+	member := c.Client(t, kgo.ConsumerGroup(group), kgo.ConsumeTopics(in))
+	fence := pipeline.Fence{Group: group, Generation: -1}
+	for deadline := time.Now().Add(20 * time.Second); fence.Generation < 0 && time.Now().Before(deadline); {
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		member.PollFetches(pctx)
+		cancel()
+		id, gen := member.GroupMetadata()
+		fence.MemberID, fence.Generation = id, int64(gen)
+	}
+	if fence.Generation < 0 {
+		t.Fatal("the group member did not join")
+	}
+	cfg := sinks.NewKafkaConfig()
+	cfg.Brokers = c.Brokers
+	cfg.Topic, _ = pipeline.CompileTemplate(out, pipeline.Pos{})
+	cfg.ChangelogTopic = kafkatest.Name("changelog")
+	cfg.TransactionTimeout = 2 * time.Second
+	sk, err := cfg.NewSink(pipeline.Build{Pipeline: "t", Component: "t/sinks[0]/kafka", Guarantee: pipeline.ExactlyOnce,
+		Dir: t.TempDir(), KeepTasks: true, GroupFence: func() pipeline.Fence { return fence }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sk.Close(ctx)
+	s := sk.(*sinks.KafkaSink)
+	if err := s.Recover(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	task := in + "/0"
+	if _, err := s.ClaimTask(ctx, task, fence, "a"); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(c.Client(t))
+	for cp := uint64(1); cp <= 6; cp++ {
+		tok, err := s.PreCommitTasks(ctx, cp, []pipeline.TaskState{{Task: task, Offset: int64(cp) * 10}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Commit(ctx, tok); err != nil {
+			t.Fatalf("commit of checkpoint %d, with no records: %v", cp, err)
+		}
+		offs, err := adm.FetchOffsets(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o, ok := offs.Lookup(in, 0); !ok || o.At != int64(cp)*10 {
+			t.Fatalf("after checkpoint %d the group's offset is %+v, want %d", cp, o, cp*10)
+		}
+		time.Sleep(time.Second) // six idle checkpoints: three transaction timeouts
+	}
+	b := batchOf(t, 0, 5)
+	for _, r := range b.Records {
+		r.Split = task
+	}
+	if err := s.Write(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.PreCommitTasks(ctx, 7, []pipeline.TaskState{{Task: task, Offset: 75}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, tok); err != nil {
+		t.Fatalf("commit after the idle time: %v", err)
+	}
+	exactlyOnce(t, c.ReadCommitted(t, out, 5), 5)
+}
