@@ -75,6 +75,14 @@ func (w *watermarks) input(source int, split string) *inputMark {
 	i, found := w.find(source, split)
 	if !found {
 		w.inputs = slices.Insert(w.inputs, i, &inputMark{source: source, split: split, max: noWatermark})
+		if parent := pipeline.SplitTask(split); parent != split {
+			// The first sub-split of an announced split takes over its hold.
+			if j, ok := w.find(source, parent); ok && w.inputs[j].max == noWatermark {
+				w.inputs = slices.Delete(w.inputs, j, j+1)
+				w.changed = true
+			}
+			i, _ = w.find(source, split)
+		}
 	}
 	w.last = w.inputs[i]
 	return w.last
@@ -105,10 +113,13 @@ func (w *watermarks) splits(source int, c pipeline.SplitChange, now time.Time) b
 	w.last, w.changed = nil, true
 	if c.Reset {
 		w.inputs = slices.DeleteFunc(w.inputs, func(m *inputMark) bool {
-			return m.source == source && !slices.Contains(c.Added, m.split)
+			return m.source == source && !slices.Contains(c.Added, pipeline.SplitTask(m.split))
 		})
 	}
 	for _, split := range c.Added {
+		if w.hasSubSplits(source, split) {
+			continue // its sub-splits (restored from a checkpoint) hold for it
+		}
 		m := w.input(source, split)
 		m.idle, m.lastActive = false, now
 	}
@@ -118,12 +129,19 @@ func (w *watermarks) splits(source int, c pipeline.SplitChange, now time.Time) b
 		}
 	}
 	for _, split := range c.Removed {
-		if i, ok := w.find(source, split); ok {
-			w.inputs = slices.Delete(w.inputs, i, i+1)
-		}
+		w.inputs = slices.DeleteFunc(w.inputs, func(m *inputMark) bool {
+			return m.source == source && (m.split == split || pipeline.SplitTask(m.split) == split)
+		})
 	}
 	w.last = nil
 	return w.recompute()
+}
+
+// hasSubSplits reports whether split has sub-splits ("split|sub").
+func (w *watermarks) hasSubSplits(source int, split string) bool {
+	return slices.ContainsFunc(w.inputs, func(m *inputMark) bool {
+		return m.source == source && m.split != split && pipeline.SplitTask(m.split) == split
+	})
 }
 
 // recompute recomputes the combined watermark and reports whether it

@@ -91,3 +91,46 @@ func TestSplitWatermarks(t *testing.T) {
 		})
 	}
 }
+
+// Sub-splits ("t/0|up") keep their own watermarks under their split: the
+// first takes over the hold of its announced split, a removed split takes
+// its sub-splits with it, and a Reset keeps the sub-splits of the splits
+// it names (restored from a checkpoint, they hold for a partition whose
+// announcements were read before the restart).
+func TestSubSplitWatermarks(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := func(n int64) int64 { return n * int64(time.Second) }
+	w := newWatermarks(0, 0)
+	w.splits(0, pipeline.SplitChange{Reset: true, Added: []string{"t/0", "t/1"}}, now)
+	w.splits(0, pipeline.SplitChange{Added: []string{"t/0|a", "t/0|b"}}, now)
+	if _, ok := w.find(0, "t/0"); ok {
+		t.Fatal("t/0 still holds after its first sub-split was announced")
+	}
+	w.observe(0, "t/0|a", s(100), now)
+	w.observe(0, "t/1", s(50), now)
+	if w.wm != noWatermark {
+		t.Fatalf("watermark %d with t/0|b announced and silent, want none", w.wm)
+	}
+	w.observe(0, "t/0|b", s(80), now)
+	if w.wm != s(50) {
+		t.Fatalf("watermark %d, want the minimum %d", w.wm, s(50))
+	}
+	w.splits(0, pipeline.SplitChange{CaughtUp: []string{"t/1"}}, now)
+	if w.wm != s(80) {
+		t.Fatalf("watermark %d after t/1 caught up, want %d (t/0|b)", w.wm, s(80))
+	}
+	w.splits(0, pipeline.SplitChange{Reset: true, Added: []string{"t/0"}}, now)
+	if _, ok := w.find(0, "t/0"); ok {
+		t.Error("a Reset re-announced t/0 although its sub-splits hold for it")
+	}
+	if _, ok := w.find(0, "t/0|a"); !ok {
+		t.Error("a Reset naming t/0 dropped its sub-split t/0|a")
+	}
+	if _, ok := w.find(0, "t/1"); ok {
+		t.Error("a Reset not naming t/1 kept it")
+	}
+	w.splits(0, pipeline.SplitChange{Removed: []string{"t/0"}}, now)
+	if len(w.inputs) != 0 {
+		t.Errorf("removing t/0 left %d splits, want its sub-splits gone too", len(w.inputs))
+	}
+}

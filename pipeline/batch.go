@@ -1,6 +1,9 @@
 package pipeline
 
 import (
+	"encoding/base64"
+	"errors"
+	"fmt"
 	"time"
 	"unicode/utf8"
 )
@@ -115,4 +118,52 @@ func (d DeadLetter) DeadLetterRecord(at time.Time) *Record {
 		}
 	}
 	return out
+}
+
+// DeadLetterFromRecord reads back a dead letter that DeadLetterRecord
+// rendered as JSON (one that crossed a Kafka topic from an upstream
+// pipeline, say), so that it can be dead-lettered again as it was: the
+// same reason, error, component, source position and original bytes.
+func DeadLetterFromRecord(value []byte) (DeadLetter, error) {
+	var in Fields
+	if err := in.ParseJSONObject(value); err != nil {
+		return DeadLetter{}, err
+	}
+	text := func(name string) string {
+		s, _ := in.Get(name).(string)
+		return s
+	}
+	number := func(name string) int64 {
+		switch v := in.Get(name).(type) {
+		case int64:
+			return v
+		case float64:
+			return int64(v)
+		}
+		return 0
+	}
+	d := DeadLetter{Reason: text("reason"), Error: text("error"), Component: text("component")}
+	if d.Reason == "" {
+		return DeadLetter{}, errors.New("not a dead letter: no reason")
+	}
+	r := &Record{Origin: Origin{Name: text("origin"), Offset: number("offset"), Line: number("line"), ID: text("id")}}
+	switch v := in.Get("value").(type) {
+	case string:
+		r.Value = []byte(v)
+	}
+	if s := text("value_base64"); s != "" {
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return DeadLetter{}, fmt.Errorf("dead letter value_base64: %w", err)
+		}
+		r.Value = b
+	}
+	if i := in.index("record"); i >= 0 && in.f[i].kind == rawObject && len(r.Value) == 0 {
+		// An operator's record: its fields, in their order.
+		if err := r.SetFields().ParseJSONObject(in.f[i].raw); err != nil {
+			return DeadLetter{}, fmt.Errorf("dead letter record: %w", err)
+		}
+	}
+	d.Record = r
+	return d, nil
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -122,12 +123,29 @@ type WatermarkSource interface {
 //   - a Removed split sends no more records (a revoked partition, a file
 //     read to its end): it is forgotten;
 //   - Reset says Added is the source's whole set: every other split of the
-//     source (one restored from a checkpoint, say) is forgotten.
+//     source (one restored from a checkpoint, say) is forgotten, with its
+//     sub-splits.
+//
+// A split may have sub-splits, named "split|sub": the records of one Kafka
+// partition of a repartition topic, say, that came from one split upstream
+// (see SplitTask). A sub-split holds the watermark as a split does; the
+// first sub-split of an announced split takes over its hold, and removing
+// the split removes its sub-splits.
 type SplitChange struct {
 	Reset    bool
 	Added    []string
 	CaughtUp []string
 	Removed  []string
+}
+
+// SplitTask returns the split a sub-split belongs to ("t/3" for
+// "t/3|0:logs/1"), which is also its task when splits are tasks; a split
+// that is not a sub-split is returned as it is.
+func SplitTask(split string) string {
+	if i := strings.IndexByte(split, '|'); i >= 0 {
+		return split[:i]
+	}
+	return split
 }
 
 // Empty reports whether c changes nothing.

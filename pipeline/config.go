@@ -97,6 +97,8 @@ type Spec struct {
 	DeadLetter *Component
 	// Tests holds the `tests:` node, for `weir test`; nil when absent.
 	Tests ast.Node
+
+	written *Spec // before it was split at its repartitions; see AsWritten
 }
 
 // Component is one configured source, operator or sink.
@@ -107,6 +109,8 @@ type Component struct {
 	Pos    Pos
 	Entry  *Entry
 	Config any // *XxxConfig from Entry.NewConfig, decoded and validated
+
+	node ast.Node // its configuration, for the components a repartition derives from it
 }
 
 var pipelineName = regexp.MustCompile(`^[a-z0-9_-]+$`)
@@ -275,7 +279,10 @@ func (l *loader) top(n ast.Node, cfg *Config) {
 			continue
 		}
 		names[s.Name] = s.Pos
-		cfg.Pipelines = append(cfg.Pipelines, s)
+		for _, stage := range l.splitRepartitions(s) {
+			l.warnTaskKeys(stage)
+			cfg.Pipelines = append(cfg.Pipelines, stage)
+		}
 	}
 	l.checkSharedOutputs(cfg.Pipelines)
 }
@@ -410,7 +417,6 @@ func (l *loader) pipeline(n ast.Node) *Spec {
 			}
 		}
 	}
-	l.warnTaskKeys(s)
 	for _, c := range s.Sources {
 		if w, ok := c.Config.(GuaranteeWarner); ok {
 			if msg := w.GuaranteeWarning(s.Guarantee); msg != "" {
@@ -443,8 +449,8 @@ func (l *loader) warnTaskKeys(s *Spec) {
 					s.Name, c.ID, k.KeyedBy())})
 			case !k.AlignedWith(key):
 				l.errs = append(l.errs, &ConfigError{Pos: c.Pos, Msg: fmt.Sprintf(
-					"pipeline %q: %s keeps its state per Kafka partition, but its %s is not aligned with the partitions (partitioned_by: %s): records of one key are spread over partitions, and each would hold a partial result. Include %s in the key, or re-key the topic by it",
-					s.Name, c.ID, k.KeyedBy(), key, key)})
+					"pipeline %q: %s keeps its state per Kafka partition, but its %s is not aligned with the partitions (partitioned_by: %s): records of one key are spread over partitions, and each would hold a partial result. Include %s in the key, or re-key the stream first, with `- repartition: {topic: <name>, key: <a field of its %s>}` before this operator",
+					s.Name, c.ID, k.KeyedBy(), key, key, k.KeyedBy())})
 			}
 		}
 	}
@@ -497,7 +503,7 @@ func (l *loader) component(n ast.Node, kind Kind, where string) *Component {
 		l.errorf(p.kn, "%s: unknown %s %q (known: %s)", where, kind, p.key, strings.Join(l.reg.Names(kind), ", "))
 		return nil
 	}
-	c := &Component{Kind: kind, Name: p.key, ID: where + "/" + p.key, Pos: l.pos(p.kn), Entry: e, Config: e.NewConfig()}
+	c := &Component{Kind: kind, Name: p.key, ID: where + "/" + p.key, Pos: l.pos(p.kn), Entry: e, Config: e.NewConfig(), node: p.value}
 	if p.value != nil {
 		dec := yaml.NewDecoder(bytes.NewReader(nil), yaml.DisallowUnknownField())
 		if err := dec.DecodeFromNode(p.value, c.Config); err != nil {

@@ -241,3 +241,28 @@ func TestReserveFieldsKeepsRecordsApart(t *testing.T) {
 		t.Fatal("ReserveFields replaced a record's existing fields")
 	}
 }
+
+// A dead letter rendered as JSON reads back as the same dead letter: a
+// raw line, bytes that are not UTF-8, and a record an operator made.
+func TestDeadLetterRoundTrip(t *testing.T) {
+	made := &Record{}
+	made.SetFields().Set("window_start", "2026-12-03T10:00:00Z")
+	made.Fields().Set("n", int64(3))
+	for _, d := range []DeadLetter{
+		{Record: &Record{Value: []byte(`{"ts": broken`), Origin: Origin{Name: "logs/2", Offset: 17}}, Reason: "parse", Error: "bad json", Component: "p/operators[0]/parse"},
+		{Record: &Record{Value: []byte{0xff, 0xfe, 'x'}, Origin: Origin{Name: "a.log", Offset: 9, Line: 3, ID: "m-1"}}, Reason: "too_long", Component: "p/sources[0]/file"},
+		{Record: made, Reason: "schema", Error: "no column n", Component: "p/sinks[0]/postgres"},
+	} {
+		rendered := d.DeadLetterRecord(time.Unix(0, 0)).AppendJSON(nil)
+		back, err := DeadLetterFromRecord(rendered)
+		if err != nil {
+			t.Fatalf("%s: %v", rendered, err)
+		}
+		if again := back.DeadLetterRecord(time.Unix(0, 0)).AppendJSON(nil); string(again) != string(rendered) {
+			t.Errorf("round trip changed the dead letter:\n%s\n%s", rendered, again)
+		}
+	}
+	if _, err := DeadLetterFromRecord([]byte(`{"value":"x"}`)); err == nil {
+		t.Error("a record without a reason read as a dead letter")
+	}
+}

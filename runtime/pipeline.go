@@ -100,7 +100,7 @@ func Select(cfg *pipeline.Config, names []string) ([]*pipeline.Spec, error) {
 	for _, n := range names {
 		found := false
 		for _, s := range cfg.Pipelines {
-			if s.Name == n {
+			if s.Name == n || s.AsWritten().Name == n {
 				out = append(out, s)
 				found = true
 			}

@@ -153,10 +153,11 @@ func (t *taskOperator) Process(ctx context.Context, b *pipeline.Batch) error {
 	var order []string
 	groups := map[string][]*pipeline.Record{}
 	for _, r := range b.Records {
-		if _, ok := groups[r.Split]; !ok {
-			order = append(order, r.Split)
+		task := pipeline.SplitTask(r.Split)
+		if _, ok := groups[task]; !ok {
+			order = append(order, task)
 		}
-		groups[r.Split] = append(groups[r.Split], r)
+		groups[task] = append(groups[task], r)
 	}
 	out := pipeline.Batch{Dead: b.Dead}
 	for _, task := range order {
@@ -197,7 +198,15 @@ func (t *taskOperator) OnSplits(ctx context.Context, source int, c pipeline.Spli
 			}
 		}
 	}
-	for _, task := range c.Added {
+	for _, split := range c.Added {
+		if task := pipeline.SplitTask(split); task != split {
+			// A sub-split of a task (see pipeline.SplitChange): its instance's.
+			if err := t.split(ctx, source, task, pipeline.SplitChange{Added: []string{split}}, b); err != nil {
+				return true, err
+			}
+			continue
+		}
+		task := split
 		if state, claimed := t.restore.take(task, t.id, t.last); claimed {
 			t.drop(task)
 			in, err := t.instance(task)
@@ -214,15 +223,23 @@ func (t *taskOperator) OnSplits(ctx context.Context, source int, c pipeline.Spli
 			return true, err
 		}
 	}
-	for _, task := range c.CaughtUp {
-		if t.tasks[task] != nil {
-			if err := t.split(ctx, source, task, pipeline.SplitChange{CaughtUp: []string{task}}, b); err != nil {
+	for _, split := range c.CaughtUp {
+		if task := pipeline.SplitTask(split); t.tasks[task] != nil {
+			if err := t.split(ctx, source, task, pipeline.SplitChange{CaughtUp: []string{split}}, b); err != nil {
 				return true, err
 			}
 		}
 	}
-	for _, task := range c.Removed {
-		t.drop(task)
+	for _, split := range c.Removed {
+		if task := pipeline.SplitTask(split); task != split {
+			if t.tasks[task] != nil {
+				if err := t.split(ctx, source, task, pipeline.SplitChange{Removed: []string{split}}, b); err != nil {
+					return true, err
+				}
+			}
+			continue
+		}
+		t.drop(split)
 	}
 	return true, nil
 }

@@ -82,6 +82,15 @@ type KafkaConfig struct {
 	// value as text. Default: the record's own key (a Kafka source's key),
 	// none for other sources.
 	Key *pipeline.Expr `yaml:"key"`
+	// Partition is an expression for the partition to produce to (a
+	// number); when absent or null, the partition is chosen by key hash,
+	// as Kafka's default partitioner does. A number the topic has no
+	// partition for sends the record to the dead-letter output.
+	Partition *pipeline.Expr `yaml:"partition"`
+	// CreateTopic creates the topic, with this many partitions, when it
+	// does not exist; an existing topic with another partition count is
+	// refused at start. Only for a topic without templates.
+	CreateTopic *KafkaCreateTopic `yaml:"create_topic"`
 	// Headers maps header names to expressions.
 	Headers map[string]*pipeline.Expr `yaml:"headers"`
 	// ForwardHeaders copies the record's own headers (a Kafka source's)
@@ -135,6 +144,14 @@ func (c *KafkaConfig) Validate() error {
 	if c.MaxMessageBytes < 0 || c.Linger < 0 || c.TransactionTimeout < 0 {
 		return errors.New("kafka: max_message_bytes, linger and transaction_timeout must not be negative")
 	}
+	if ct := c.CreateTopic; ct != nil {
+		if !c.Topic.IsConstant() {
+			return errors.New("kafka: create_topic needs a topic without templates")
+		}
+		if ct.Partitions < 1 || ct.ReplicationFactor < -1 {
+			return errors.New("kafka: create_topic: partitions must be at least 1, and replication_factor -1 (the brokers' default) or more")
+		}
+	}
 	for name, e := range c.Headers {
 		if e == nil {
 			return fmt.Errorf("kafka: header %q needs an expression", name)
@@ -168,12 +185,13 @@ type kafkaHeaderExpr struct {
 // holds two: one for Write (the sink's goroutine) and one for Check (the
 // operator chain's), because expressions are not safe for concurrent use.
 type kafkaFields struct {
-	topic    *pipeline.Template
-	constant string // the topic when it has no expression
-	key      *pipeline.Expr
-	headers  []kafkaHeaderExpr
-	forward  bool
-	buf      []byte
+	topic     *pipeline.Template
+	constant  string // the topic when it has no expression
+	key       *pipeline.Expr
+	headers   []kafkaHeaderExpr
+	partition *pipeline.Expr
+	forward   bool
+	buf       []byte
 }
 
 func newKafkaFields(c *KafkaConfig) *kafkaFields {
@@ -183,6 +201,9 @@ func newKafkaFields(c *KafkaConfig) *kafkaFields {
 	}
 	if c.Key != nil {
 		f.key = c.Key.Clone()
+	}
+	if c.Partition != nil {
+		f.partition = c.Partition.Clone()
 	}
 	names := make([]string, 0, len(c.Headers))
 	for n := range c.Headers {
@@ -238,7 +259,11 @@ func (f *kafkaFields) headersOf(r *pipeline.Record) ([]kgo.RecordHeader, error) 
 		}
 		hs = append(hs, kgo.RecordHeader{Key: h.name, Value: pipeline.AppendText(nil, v)})
 	}
-	return hs, nil
+	p, err := f.partitionOf(r)
+	if err != nil {
+		return nil, err
+	}
+	return withPartition(hs, p), nil
 }
 
 // NewSink implements pipeline.SinkConfig. It checks that the brokers
@@ -263,6 +288,9 @@ func (c *KafkaConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	base = append(base, kgo.ProducerBatchCompression(codec), kgo.ProducerBatchMaxBytes(maxBytes))
 	if c.Linger > 0 {
 		base = append(base, kgo.ProducerLinger(c.Linger))
+	}
+	if c.Partition != nil {
+		base = append(base, kgo.RecordPartitioner(newKafkaPartitioner()))
 	}
 	s := &KafkaSink{cfg: *c, logger: logger, base: base, maxBytes: int(maxBytes), slug: kafkaconn.Slug(b.Component),
 		exactly: b.Guarantee == pipeline.ExactlyOnce, write: newKafkaFields(c), check: newKafkaFields(c),
@@ -292,8 +320,20 @@ func (s *KafkaSink) start(b pipeline.Build) error {
 		return err
 	}
 	if t := s.write.constant; t != "" {
-		if exists, err := s.lookupTopic(ctx, t); err == nil && !exists {
+		exists, partitions, err := s.lookupTopic(ctx, t)
+		switch ct := s.cfg.CreateTopic; {
+		case err != nil:
+		case !exists && ct != nil:
+			if err := s.createTopic(ctx, t); err != nil {
+				return err
+			}
+			s.partitions = ct.Partitions
+		case !exists:
 			return fmt.Errorf("kafka: topic %q does not exist", t)
+		case ct != nil && int32(partitions) != ct.Partitions:
+			return fmt.Errorf("kafka: topic %q has %d partitions, but create_topic says %d: make them agree (records placed by partition would miss some)", t, partitions, ct.Partitions)
+		default:
+			s.partitions = int32(partitions)
 		}
 	}
 	if s.exactly {
@@ -317,16 +357,16 @@ func (s *KafkaSink) start(b pipeline.Build) error {
 
 // lookupTopic asks the brokers whether topic exists. An error means they
 // could not say.
-func (s *KafkaSink) lookupTopic(ctx context.Context, topic string) (bool, error) {
+func (s *KafkaSink) lookupTopic(ctx context.Context, topic string) (exists bool, partitions int, err error) {
 	details, err := kadm.NewClient(s.meta).ListTopics(ctx, topic)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	d, ok := details[topic]
 	if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
-		return false, nil
+		return false, 0, nil
 	}
-	return d.Err == nil, d.Err
+	return d.Err == nil, len(d.Partitions), d.Err
 }
 
 type kafkaTopicState struct {
@@ -342,7 +382,7 @@ func (s *KafkaSink) topicExists(topic string) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	exists, err := s.lookupTopic(ctx, topic)
+	exists, _, err := s.lookupTopic(ctx, topic)
 	if err != nil {
 		return true // the brokers could not say: let the producer find out
 	}
@@ -373,6 +413,9 @@ type KafkaSink struct {
 
 	// topics caches which rendered topics exist; only Check uses it.
 	topics map[string]kafkaTopicState
+	// partitions is the constant topic's partition count, learned at
+	// start; 0 when unknown.
+	partitions int32
 
 	// at_least_once: the first error of an asynchronous produce.
 	errMu    sync.Mutex // guards asyncErr; produce callbacks run on franz-go's goroutines
@@ -411,6 +454,9 @@ func (s *KafkaSink) Check(r *pipeline.Record) error {
 	if _, err := s.check.headersOf(r); err != nil {
 		return err
 	}
+	if p, err := s.check.partitionOf(r); err == nil && p >= 0 && s.partitions > 0 && p >= s.partitions {
+		return fmt.Errorf("kafka: partition %d: topic %q has %d partitions", p, s.write.constant, s.partitions)
+	}
 	if !r.Parsed() && len(r.Value)+len(r.Key) > s.maxBytes {
 		return fmt.Errorf("kafka: record of %d bytes is over max_message_bytes (%d)", len(r.Value)+len(r.Key), s.maxBytes)
 	}
@@ -430,6 +476,7 @@ func (s *KafkaSink) Write(ctx context.Context, b *pipeline.Batch) error {
 		if err != nil {
 			return err
 		}
+		takePartition(ctx, kr)
 		s.cl.Produce(ctx, kr, s.produced)
 	}
 	return s.err()

@@ -474,6 +474,7 @@ func (s *KafkaSink) transact(ctx context.Context, tok kafkaToken) (err error) {
 		if err != nil {
 			return fmt.Errorf("staging file %s, entry %d: %w", tok.File, i, err)
 		}
+		takePartition(ctx, r)
 		s.cl.Produce(ctx, r, promise)
 	}
 	if _, err := io.Copy(io.Discard, rd); err != nil {

@@ -187,6 +187,13 @@ type KafkaConfig struct {
 	Partitioned string `yaml:"partitioned_by"`
 	// FetchMaxBytes caps one fetch response; default 50 MiB.
 	FetchMaxBytes int32 `yaml:"fetch_max_bytes"`
+	// Repartitioned reads a topic that a `repartition` operator (or an
+	// upstream weir pipeline like it) writes: the upstream split of every
+	// record becomes a sub-split of its partition, control records become
+	// split changes, and upstream dead letters go to this pipeline's
+	// dead-letter output (see kafka_repartition.go). Set by the loader for
+	// the pipeline after a repartition.
+	Repartitioned bool `yaml:"repartitioned"`
 
 	startAt   string    // committed | earliest | latest | time
 	startTime time.Time // for time
@@ -292,7 +299,7 @@ func (c *KafkaConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 	if batch <= 0 {
 		batch = pipeline.DefaultBatchSize
 	}
-	s := &kafkaSource{cfg: *c, logger: logger, batch: batch, request: b.RequestCheckpoint, claim: b.ClaimTask,
+	s := &kafkaSource{cfg: *c, component: b.Component, logger: logger, batch: batch, request: b.RequestCheckpoint, claim: b.ClaimTask,
 		parts: map[kafkaTP]*kafkaPartition{}, seek: map[kafkaTP]int64{},
 		ready: make(chan struct{}), commitWake: make(chan struct{}, 1), stopCommit: make(chan struct{}), commitDone: make(chan struct{})}
 	if s.cfg.PollTimeout == 0 {
@@ -373,6 +380,13 @@ func (c *KafkaConfig) probe(base []kgo.Opt) error {
 	}
 	for _, t := range c.Topics {
 		d, ok := details[t]
+		if (!ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition)) && c.Repartitioned {
+			// The pipeline before the repartition creates it as it starts.
+			if d, err = c.awaitTopic(cl, t); err != nil {
+				return err
+			}
+			ok = true
+		}
 		if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
 			return fmt.Errorf("kafka: topic %q does not exist", t)
 		}
@@ -381,6 +395,24 @@ func (c *KafkaConfig) probe(base []kgo.Opt) error {
 		}
 	}
 	return nil
+}
+
+// awaitTopic waits, up to a minute, for a repartition topic that the
+// pipeline before it creates.
+func (c *KafkaConfig) awaitTopic(cl *kgo.Client, topic string) (kadm.TopicDetail, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		details, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+		if d, ok := details[topic]; err == nil && ok && !errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+			return d, nil
+		}
+		select {
+		case <-ctx.Done():
+			return kadm.TopicDetail{}, fmt.Errorf("kafka: repartition topic %q does not exist, and the pipeline before the repartition did not create it within a minute", topic)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 type kafkaTP struct {
@@ -423,12 +455,13 @@ func (p *kafkaPartition) lag() (int64, bool) {
 }
 
 type kafkaSource struct {
-	cfg     KafkaConfig
-	opts    []kgo.Opt
-	logger  *slog.Logger
-	batch   int
-	request func(context.Context) error // Build.RequestCheckpoint; nil outside the runtime
-	claim   pipeline.TaskClaimer        // Build.ClaimTask; nil: partitions are not tasks
+	cfg       KafkaConfig
+	component string
+	opts      []kgo.Opt
+	logger    *slog.Logger
+	batch     int
+	request   func(context.Context) error // Build.RequestCheckpoint; nil outside the runtime
+	claim     pipeline.TaskClaimer        // Build.ClaimTask; nil: partitions are not tasks
 	// instanceID is the static member id (empty without static membership).
 	instanceID string
 
@@ -530,15 +563,24 @@ func (s *kafkaSource) Read(ctx context.Context, b *pipeline.Batch) (pipeline.Ack
 			if kr.Offset < st.next {
 				continue // left over from an earlier assignment
 			}
+			if s.cfg.Repartitioned && s.upstreamRecord(kr, name, b) {
+				st.next = kr.Offset + 1
+				st.moved, st.caughtUp, st.stalled = true, false, -1
+				continue
+			}
 			r := recs[used]
 			used++
 			r.Value, r.Key, r.Time = kr.Value, kr.Key, kr.Timestamp
 			r.Split = name
 			r.Origin = pipeline.Origin{Name: name, Offset: kr.Offset}
 			if len(kr.Headers) > 0 {
-				r.Headers = make([]pipeline.Header, len(kr.Headers))
-				for i, h := range kr.Headers {
-					r.Headers[i] = pipeline.Header{Key: h.Key, Value: h.Value}
+				r.Headers = make([]pipeline.Header, 0, len(kr.Headers))
+				for _, h := range kr.Headers {
+					if s.cfg.Repartitioned && h.Key == pipeline.RepartitionSplitHeader {
+						r.Split = name + "|" + string(h.Value)
+						continue
+					}
+					r.Headers = append(r.Headers, pipeline.Header{Key: h.Key, Value: h.Value})
 				}
 			}
 			st.next = kr.Offset + 1

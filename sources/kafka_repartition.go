@@ -1,0 +1,63 @@
+package sources
+
+import (
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/weirhq/weir/pipeline"
+)
+
+// A kafka source with `repartitioned: true` reads a topic that a
+// repartition operator writes (operators/repartition.go). Three kinds of
+// record arrive on it:
+//
+//   - a record with a weir-split header: data, whose Split becomes the
+//     sub-split "topic/p|<upstream split>" (the header is dropped), so
+//     that event-time operators keep one watermark per upstream split of
+//     each partition: records of one upstream split arrive in order in a
+//     partition, records of two need not;
+//   - a control record (weir-control header): an upstream split announced,
+//     caught up or removed, which becomes the same change of its
+//     sub-split; it is not a record of the stream;
+//   - a dead letter of the upstream pipeline (weir-dead-letter header),
+//     which goes to this pipeline's dead-letter output as it was.
+
+// upstreamRecord handles kr when it is a control record or a dead letter,
+// and reports whether it was one. Called with s.mu held.
+func (s *kafkaSource) upstreamRecord(kr *kgo.Record, partition string, b *pipeline.Batch) bool {
+	var control, split []byte
+	for _, h := range kr.Headers {
+		switch h.Key {
+		case pipeline.DeadLetterHeader:
+			d, err := pipeline.DeadLetterFromRecord(kr.Value)
+			if err != nil {
+				r := &pipeline.Record{Value: kr.Value, Key: kr.Key, Time: kr.Timestamp, Split: partition,
+					Origin: pipeline.Origin{Name: partition, Offset: kr.Offset}}
+				b.Reject(r, s.component, "parse", fmt.Errorf("kafka: an upstream dead letter that does not read back: %w", err))
+				return true
+			}
+			b.Dead = append(b.Dead, d)
+			return true
+		case pipeline.RepartitionControlHeader:
+			control = h.Value
+		case pipeline.RepartitionSplitHeader:
+			split = h.Value
+		}
+	}
+	if control == nil {
+		return false
+	}
+	sub := partition + "|" + string(split)
+	switch string(control) {
+	case pipeline.RepartitionAdded:
+		s.splits.Added = append(s.splits.Added, sub)
+	case pipeline.RepartitionCaughtUp:
+		s.splits.CaughtUp = append(s.splits.CaughtUp, sub)
+	case pipeline.RepartitionRemoved:
+		s.splits.Removed = append(s.splits.Removed, sub)
+	default:
+		s.logger.Warn("kafka: unknown repartition control record; skipped", "event", string(control), "partition", partition, "offset", kr.Offset)
+	}
+	return true
+}
