@@ -172,10 +172,27 @@ func cmdValidate(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s: warning: %s\n", w.Pos, w.Msg)
 	}
 	for _, p := range cfg.Pipelines {
-		fmt.Fprintf(stdout, "%s: pipeline %q ok (%s; %d sources, %d operators, %d sinks)\n",
-			p.Pos, p.Name, p.Guarantee, len(p.Sources), len(p.Operators), len(p.Sinks))
+		part := ""
+		if w := p.AsWritten(); w != p {
+			part = fmt.Sprintf("; a part of %q split at a repartition, %s", w.Name, stageEnds(p))
+		}
+		fmt.Fprintf(stdout, "%s: pipeline %q ok (%s; %d sources, %d operators, %d sinks%s)\n",
+			p.Pos, p.Name, p.Guarantee, len(p.Sources), len(p.Operators), len(p.Sinks), part)
 	}
 	return nil
+}
+
+// stageEnds says what a stage of a repartitioned pipeline reads and
+// writes.
+func stageEnds(p *pipeline.Spec) string {
+	ids := func(cs []*pipeline.Component) string {
+		var out []string
+		for _, c := range cs {
+			out = append(out, c.ID)
+		}
+		return strings.Join(out, ", ")
+	}
+	return "from " + ids(p.Sources) + " to " + ids(p.Sinks)
 }
 
 func cmdRun(args []string, stderr io.Writer) error {

@@ -352,3 +352,87 @@ func TestKafkaExamplesLoad(t *testing.T) {
 		}
 	}
 }
+
+// `partition` places records explicitly (under both guarantees; the
+// exactly_once staging file carries it), records whose expression gives
+// null go by key, a partition the topic lacks is refused by Check (a dead
+// letter), no internal header reaches the topic, and `create_topic`
+// creates a missing topic with its partition count and refuses an
+// existing one whose count differs.
+func TestKafkaSinkPartitionAndCreateTopic(t *testing.T) {
+	ctx := context.Background()
+	c := kafkatest.New(t)
+	for _, g := range []pipeline.Guarantee{pipeline.ExactlyOnce, pipeline.AtLeastOnce} {
+		t.Run(string(g), func(t *testing.T) {
+			topic := kafkatest.Name("weir-part")
+			cfg := sinks.NewKafkaConfig()
+			cfg.Brokers = c.Brokers
+			cfg.Topic, _ = pipeline.CompileTemplate(topic, pipeline.Pos{})
+			cfg.Partition = pipeline.MustCompileExpr(`i < 20 ? i % 4 : nil`)
+			cfg.CreateTopic = &sinks.KafkaCreateTopic{Partitions: 4}
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			sk, err := cfg.NewSink(pipeline.Build{Pipeline: "t", Component: "t/sinks[0]/kafka", Guarantee: g, Dir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sk.Close(ctx)
+			s := sk.(*sinks.KafkaSink)
+			if g == pipeline.ExactlyOnce {
+				if err := s.Recover(ctx, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b := batchOf(t, 0, 30)
+			for _, r := range b.Records {
+				if err := s.Check(r); err != nil {
+					t.Fatalf("Check: %v", err)
+				}
+			}
+			if err := s.Write(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+			if g == pipeline.ExactlyOnce {
+				tok, err := s.PreCommit(ctx, 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Commit(ctx, tok); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := s.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			recs := c.ReadCommitted(t, topic, 30)
+			exactlyOnce(t, recs, 30)
+			for _, r := range recs {
+				var v struct{ I int32 }
+				json.Unmarshal(r.Value, &v)
+				if v.I < 20 && r.Partition != v.I%4 {
+					t.Errorf("record %d in partition %d, want %d", v.I, r.Partition, v.I%4)
+				}
+				for _, h := range r.Headers {
+					if strings.HasPrefix(h.Key, "weir-") {
+						t.Errorf("record %d carries the internal header %s", v.I, h.Key)
+					}
+				}
+			}
+			bad := &pipeline.Record{Value: []byte(`{"i":9}`)}
+			bad.SetFields().ParseJSONObject(bad.Value)
+			cfg.Partition = pipeline.MustCompileExpr(`i`)
+			s2, err := cfg.NewSink(pipeline.Build{Pipeline: "t", Component: "t/sinks[1]/kafka", Guarantee: g, Dir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s2.Close(ctx)
+			if err := s2.(*sinks.KafkaSink).Check(bad); err == nil || !strings.Contains(err.Error(), "has 4 partitions") {
+				t.Errorf("Check of partition 9 of 4: %v", err)
+			}
+			cfg.CreateTopic = &sinks.KafkaCreateTopic{Partitions: 8}
+			if _, err := cfg.NewSink(pipeline.Build{Pipeline: "t", Component: "t/sinks[2]/kafka", Guarantee: g, Dir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "has 4 partitions, but create_topic says 8") {
+				t.Errorf("create_topic with another partition count: %v", err)
+			}
+		})
+	}
+}
