@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/weirhq/weir/internal/killpoint"
 	"github.com/weirhq/weir/pipeline"
 	"github.com/weirhq/weir/wal"
 )
@@ -622,6 +623,7 @@ func complete(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore, 
 		return err
 	}
 	cur.timing.saved, cur.timing.size = time.Now(), size // observability hook: trace
+	killpoint.Hit(killpoint.CheckpointSaved)
 	for i, s := range sinks {
 		if s.committer != nil && cur.tokens[i] != nil {
 			if err := s.commit(ctx, cur.tokens[i]); err != nil {
@@ -630,6 +632,7 @@ func complete(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore, 
 		}
 	}
 	cur.timing.committed = time.Now() // observability hook: trace
+	killpoint.Hit(killpoint.CheckpointCommitted)
 	for _, ack := range cur.chain.acks {
 		if err := ack(ctx); err != nil && ctx.Err() == nil {
 			logger.Warn("acknowledge after checkpoint", "checkpoint", cur.id, "err", err)

@@ -54,6 +54,7 @@ type weirProc struct {
 	bin  string
 	conf string
 	log  *lockedBuffer // stdout and stderr of every run, for failures
+	env  []string      // added to the environment of the next runs
 
 	mu  sync.Mutex // guards run
 	run *weirRun   // the current run
@@ -70,6 +71,9 @@ func (p *weirProc) start() {
 	p.t.Helper()
 	cmd := exec.Command(p.bin, "run", "-c", p.conf, "--quiet", "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = p.log, p.log
+	if len(p.env) > 0 {
+		cmd.Env = append(os.Environ(), p.env...)
+	}
 	if err := cmd.Start(); err != nil {
 		p.t.Fatalf("start weir: %v", err)
 	}

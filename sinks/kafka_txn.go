@@ -23,6 +23,7 @@ import (
 
 	"github.com/weirhq/weir/internal/durable"
 	"github.com/weirhq/weir/internal/kafkaconn"
+	"github.com/weirhq/weir/internal/killpoint"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -500,6 +501,7 @@ func (s *KafkaSink) transact(ctx context.Context, tok kafkaToken) (err error) {
 	if err := s.writeMarker(ctx, tok); err != nil {
 		return err
 	}
+	killpoint.Hit(killpoint.KafkaTxnBeforeEnd)
 	if err := s.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		return fmt.Errorf("end transaction: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/weirhq/weir/internal/kafkatest"
+	"github.com/weirhq/weir/internal/killpoint"
 	"github.com/weirhq/weir/internal/testservices"
 )
 
@@ -131,6 +133,39 @@ func TestPostgresTasksKill(t *testing.T) {
 	})
 }
 
+// tasksKillPoints arms the processes of tasksKillTest to kill themselves
+// inside rebalance callbacks and between the checkpoint save, the sink
+// commit and the offset commit, where kills from outside rarely land.
+var tasksKillPoints = strings.Join([]string{
+	killpoint.CheckpointSaved + "=0.02",
+	killpoint.CheckpointCommitted + "=0.02",
+	killpoint.KafkaTxnBeforeEnd + "=0.02",
+	killpoint.KafkaAssigned + "=0.1",
+	killpoint.KafkaRevokeBeforeCheckpoint + "=0.3",
+	killpoint.KafkaRevokeBeforeCommit + "=0.3",
+}, ",")
+
+// killpointHits lists, in order, the killpoints a process log says its
+// runs died at.
+func killpointHits(log []byte) []string {
+	var out []string
+	for _, line := range strings.Split(string(log), "\n") {
+		if rest, ok := strings.CutPrefix(line, "weir: killpoint "); ok {
+			name, _, _ := strings.Cut(rest, ":")
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func total(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
 // tasksKillTest is the scale-out kill test: three weir processes
 // (separate data_dirs, as on separate machines) in one consumer group read
 // a 6-partition topic keyed by service and count per-minute windows into
@@ -189,7 +224,7 @@ pipelines:
 		if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		ps[i] = &weirProc{t: t, bin: bin, conf: conf, log: new(lockedBuffer)}
+		ps[i] = &weirProc{t: t, bin: bin, conf: conf, log: new(lockedBuffer), env: []string{killpoint.Env + "=" + tasksKillPoints}}
 	}
 	defer func() {
 		if t.Failed() {
@@ -229,15 +264,28 @@ pipelines:
 	}
 	rng := rand.New(rand.NewPCG(11, 5))
 	moved, scaled := 0, false
+	// A process that killed itself at a killpoint is started again at once;
+	// one that exited otherwise failed.
+	revive := func() {
+		t.Helper()
+		for i, p := range ps {
+			err, ok := p.exited()
+			if !ok {
+				continue
+			}
+			if err == nil || !strings.Contains(err.Error(), "signal: killed") {
+				t.Fatalf("process %d exited on its own: %v", i, err)
+			}
+			p.start()
+		}
+	}
 	for k := 0; k < kills; k++ {
 		time.Sleep(time.Duration(150+rng.IntN(500)) * time.Millisecond)
+		revive()
 		i := rng.IntN(procs)
 		if down[i] {
 			k--
 			continue
-		}
-		if err, ok := ps[i].exited(); ok {
-			t.Fatalf("process %d exited on its own: %v", i, err)
 		}
 		ps[i].kill()
 		switch {
@@ -253,6 +301,9 @@ pipelines:
 			time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
 		}
 		ps[i].start()
+	}
+	for _, p := range ps {
+		p.env = nil // the points are disarmed from the next start on
 	}
 	close(stopFeed)
 	if err := <-fed; err != nil {
@@ -288,8 +339,10 @@ pipelines:
 	got := readNow()
 	for !equal(got) && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
+		revive()
 		got = readNow()
 	}
+	revive()
 	for i, p := range ps {
 		if err := p.stop(); err != nil {
 			t.Errorf("process %d: graceful stop: %v", i, err)
@@ -298,8 +351,19 @@ pipelines:
 	if readErr != nil {
 		t.Errorf("reading the output: %v", readErr)
 	}
-	t.Logf("%d processes, %d kills (%d kept down past the session timeout, one scale-in 3 → 2 → 3), %d events, %d windows",
-		procs, kills, moved, events, len(want))
+	selfKills := map[string]int{}
+	for _, p := range ps {
+		for _, h := range killpointHits(p.log.bytes()) {
+			selfKills[h]++
+		}
+	}
+	t.Logf("%d processes, %d kills from outside (%d kept down past the session timeout, one scale-in 3 → 2 → 3), %d at killpoints %v, %d events, %d windows",
+		procs, kills, moved, total(selfKills), selfKills, events, len(want))
+	inRebalance := selfKills[killpoint.KafkaAssigned] + selfKills[killpoint.KafkaRevokeBeforeCheckpoint] + selfKills[killpoint.KafkaRevokeBeforeCommit]
+	inCommit := selfKills[killpoint.CheckpointSaved] + selfKills[killpoint.CheckpointCommitted] + selfKills[killpoint.KafkaTxnBeforeEnd]
+	if inRebalance == 0 || inCommit == 0 {
+		t.Errorf("killpoints hit: %d in rebalance callbacks, %d between checkpoint save, sink commit and offset commit; want some of each", inRebalance, inCommit)
+	}
 	wrong, missing := 0, 0
 	for w, a := range want {
 		g, ok := got[w]

@@ -21,6 +21,7 @@ import (
 
 	"github.com/weirhq/weir/internal/durable"
 	"github.com/weirhq/weir/internal/kafkaconn"
+	"github.com/weirhq/weir/internal/killpoint"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -909,6 +910,7 @@ func (s *kafkaSource) adjust(ctx context.Context, offsets map[string]map[int32]k
 	s.mu.Unlock()
 	resolved := s.resolveStart(ctx, unknown)
 	claimed, cerr := s.claimTasks(ctx, offsets)
+	killpoint.Hit(killpoint.KafkaAssigned)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if cerr != nil && s.claimErr == nil {
@@ -1025,7 +1027,9 @@ func (s *kafkaSource) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[
 		return
 	}
 	if !closing && s.request != nil {
+		killpoint.Hit(killpoint.KafkaRevokeBeforeCheckpoint)
 		s.checkpointBeforeHandoff(ctx, keys)
+		killpoint.Hit(killpoint.KafkaRevokeBeforeCommit)
 	}
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
