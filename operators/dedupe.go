@@ -99,6 +99,9 @@ func (c *DedupeConfig) AlignedWith(key string) bool {
 	return c.Key != nil && strings.TrimSpace(c.Key.Source) == key
 }
 
+// EventTimeExpr implements pipeline.EventTimed.
+func (c *DedupeConfig) EventTimeExpr() *pipeline.Expr { return c.EventTime }
+
 // KeyedBy implements pipeline.KeyedConfig.
 func (c *DedupeConfig) KeyedBy() string {
 	if c.Key == nil {

@@ -1,11 +1,15 @@
 package operators
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/weirhq/weir/internal/kafkaconn"
 	"github.com/weirhq/weir/pipeline"
@@ -18,16 +22,20 @@ func init() {
 // RepartitionConfig is `repartition: {topic, key}`: the records are
 // produced to topic, partitioned by key, and the operators after it read
 // them back from that topic in a consumer group, as Kafka Streams does.
-// The loader splits the pipeline there into two (see
-// pipeline.SplitRepartitions): this operator is the end of the first, and
-// a kafka source with `repartitioned: true` the start of the second.
+// The loader splits the pipeline there into two (pipeline/repartition.go):
+// this operator is the end of the first, and a kafka source with
+// `repartitioned: true` the start of the second.
 //
 // Watermarks cross the topic: every record carries the split it came
-// from upstream (header weir-split), and every change of the upstream
-// splits (announced, caught up, removed) is written to every partition of
-// the topic (header weir-control), so the second pipeline keeps one
-// watermark per (partition, upstream split) and a backlog read upstream
-// one partition after another never makes records late downstream.
+// from upstream (header weir-split), and the operator writes to every
+// partition of the topic, as control records (header weir-control), each
+// upstream split's announcement, its removal, and about every 100 ms its
+// progress: the largest event time it has sent. The second pipeline keeps
+// one watermark per (partition, upstream split), which moves on with that
+// progress even in a partition that gets none of the split's records. An
+// upstream split whose owner died therefore holds the watermark after the
+// repartition where it was, until its next owner sends it on: records of
+// a backlog re-read upstream are never made late downstream.
 type RepartitionConfig struct {
 	// The Kafka connection (brokers, tls, sasl...); default that of the
 	// pipeline's first kafka source.
@@ -45,6 +53,11 @@ type RepartitionConfig struct {
 	// Group is the consumer group that reads the topic; default
 	// "weir-<pipeline>-<topic>".
 	Group string `yaml:"group"`
+	// EventTime is the event time progress is reported in; default that
+	// of the first window or dedupe after the repartition.
+	EventTime *pipeline.Expr `yaml:"event_time"`
+
+	eventTimeSet bool // event_time was configured
 }
 
 // NewRepartitionConfig returns a RepartitionConfig with its defaults.
@@ -65,6 +78,7 @@ func (c *RepartitionConfig) Validate() error {
 	if _, err := pipeline.CompileExpr(c.Key, pipeline.Pos{}); err != nil {
 		return fmt.Errorf("repartition: key: %w", err)
 	}
+	c.eventTimeSet = c.EventTime != nil
 	if len(c.Brokers) > 0 {
 		return c.Conn.Validate("repartition")
 	}
@@ -76,9 +90,21 @@ func (c *RepartitionConfig) Repartition() pipeline.Repartition {
 	return pipeline.Repartition{Topic: c.Topic, Key: strings.TrimSpace(c.Key), Partitions: c.Partitions, Group: c.Group, HasBrokers: len(c.Brokers) > 0}
 }
 
+// FollowEventTime implements pipeline.Repartitioner.
+func (c *RepartitionConfig) FollowEventTime(e *pipeline.Expr) {
+	if !c.eventTimeSet {
+		c.EventTime = e
+	}
+}
+
 // NewOperator implements pipeline.OperatorConfig.
 func (c *RepartitionConfig) NewOperator(pipeline.Build) (pipeline.Operator, error) {
-	return &repartition{partitions: c.Partitions, names: map[repartitionSplit][]byte{}}, nil
+	o := &repartition{partitions: c.Partitions, splits: map[repartitionSplit]*repartitionProgress{}}
+	if c.EventTime != nil {
+		src := newValueSource(c.EventTime).clone()
+		o.eventTime.src = &src
+	}
+	return o, nil
 }
 
 type repartitionSplit struct {
@@ -86,31 +112,46 @@ type repartitionSplit struct {
 	split  string
 }
 
-// repartition tags records with their upstream split and turns split
-// changes into control records, one per partition of the topic.
-type repartition struct {
-	partitions int32
-	names      map[repartitionSplit][]byte // (source, split) -> header value
+// repartitionProgress is what the operator knows of one upstream split.
+type repartitionProgress struct {
+	name      []byte // the weir-split header value, "<source>:<split>"
+	max, sent int64  // the largest event time seen, and last reported; ns
 }
 
-func (o *repartition) name(source int, split string) []byte {
+// repartition tags records with their upstream split, and turns split
+// changes and progress into control records, one per partition.
+type repartition struct {
+	partitions int32
+	eventTime  eventTimeSource
+	tv         value
+	splits     map[repartitionSplit]*repartitionProgress
+	last       *repartitionProgress // the split of the previous record
+	lastKey    repartitionSplit
+}
+
+func (o *repartition) split(source int, split string) *repartitionProgress {
 	k := repartitionSplit{source, split}
-	if v, ok := o.names[k]; ok {
-		return v
+	if o.last != nil && o.lastKey == k {
+		return o.last
 	}
-	if len(o.names) > 1<<16 {
-		clear(o.names)
+	p, ok := o.splits[k]
+	if !ok {
+		p = &repartitionProgress{name: []byte(strconv.Itoa(source) + ":" + split), max: noWatermark, sent: noWatermark}
+		o.splits[k] = p
 	}
-	v := []byte(strconv.Itoa(source) + ":" + split)
-	o.names[k] = v
-	return v
+	o.last, o.lastKey = p, k
+	return p
 }
 
 // Process implements pipeline.Operator.
 func (o *repartition) Process(_ context.Context, b *pipeline.Batch) error {
 	block := make([]pipeline.Header, len(b.Records))
 	for i, r := range b.Records {
-		h := pipeline.Header{Key: pipeline.RepartitionSplitHeader, Value: o.name(r.Source, r.Split)}
+		p := o.split(r.Source, r.Split)
+		if t, err := o.eventTime.of(r, &o.tv); err == nil && t > p.max {
+			p.max = t // a record without one is dead-lettered after the topic
+		}
+		h := pipeline.Header{Key: pipeline.RepartitionSplitHeader, Value: p.name}
 		if len(r.Headers) == 0 {
 			block[i] = h
 			r.Headers = block[i : i+1 : i+1]
@@ -121,26 +162,68 @@ func (o *repartition) Process(_ context.Context, b *pipeline.Batch) error {
 	return nil
 }
 
-// OnSplits implements pipeline.SplitHandler.
-func (o *repartition) OnSplits(_ context.Context, source int, c pipeline.SplitChange, b *pipeline.Batch) (bool, error) {
-	for _, ev := range []struct {
-		event  string
-		splits []string
-	}{{pipeline.RepartitionAdded, c.Added}, {pipeline.RepartitionCaughtUp, c.CaughtUp}, {pipeline.RepartitionRemoved, c.Removed}} {
-		for _, split := range ev.splits {
-			name := o.name(source, split)
-			for p := range o.partitions {
-				r := &pipeline.Record{Source: source, Split: split, Headers: []pipeline.Header{
-					{Key: pipeline.RepartitionControlHeader, Value: []byte(ev.event)},
-					{Key: pipeline.RepartitionSplitHeader, Value: name},
-				}}
-				fs := r.SetFields()
-				fs.Set(pipeline.RepartitionPartitionField, int64(p))
-				fs.Set("event", ev.event)
-				fs.Set("split", string(name))
-				b.Records = append(b.Records, r)
-			}
+// Tick implements pipeline.Ticker: the progress of every upstream split
+// that moved since the last tick goes to every partition.
+func (o *repartition) Tick(_ context.Context, _ time.Time, b *pipeline.Batch) error {
+	keys := slices.SortedFunc(maps.Keys(o.splits), func(a, b repartitionSplit) int {
+		return cmp.Or(cmp.Compare(a.source, b.source), cmp.Compare(a.split, b.split))
+	})
+	for _, k := range keys {
+		if p := o.splits[k]; p.max > p.sent {
+			o.control(b, k.source, p, pipeline.RepartitionProgress, strconv.AppendInt(nil, p.max, 10))
+			p.sent = p.max
 		}
 	}
+	return nil
+}
+
+// OnSplits implements pipeline.SplitHandler.
+func (o *repartition) OnSplits(_ context.Context, source int, c pipeline.SplitChange, b *pipeline.Batch) (bool, error) {
+	// Every split of the source, read here or not, holds the second
+	// stage's watermark from the start, until its progress comes.
+	for _, split := range c.Known {
+		if _, ok := o.splits[repartitionSplit{source, split}]; !ok {
+			o.control(b, source, o.split(source, split), pipeline.RepartitionAdded, nil)
+		}
+	}
+	for _, split := range c.Added {
+		o.control(b, source, o.split(source, split), pipeline.RepartitionAdded, nil)
+	}
+	for _, split := range c.Removed {
+		k := repartitionSplit{source, split}
+		p, ok := o.splits[k]
+		if !ok {
+			continue
+		}
+		if p.max > p.sent {
+			o.control(b, source, p, pipeline.RepartitionProgress, strconv.AppendInt(nil, p.max, 10))
+		}
+		if c.Finished {
+			// Ended: the second stage forgets it. A split that moved to
+			// another process (a revoked partition) keeps holding there
+			// where it was, until its new owner sends it on.
+			o.control(b, source, p, pipeline.RepartitionRemoved, nil)
+		}
+		delete(o.splits, k)
+		o.last = nil
+	}
 	return false, nil
+}
+
+// control appends one control record per partition.
+func (o *repartition) control(b *pipeline.Batch, source int, p *repartitionProgress, event string, at []byte) {
+	for part := range o.partitions {
+		r := &pipeline.Record{Source: source, Headers: []pipeline.Header{
+			{Key: pipeline.RepartitionControlHeader, Value: []byte(event)},
+			{Key: pipeline.RepartitionSplitHeader, Value: p.name},
+		}}
+		if at != nil {
+			r.Headers = append(r.Headers, pipeline.Header{Key: pipeline.RepartitionTimeHeader, Value: at})
+		}
+		fs := r.SetFields()
+		fs.Set(pipeline.RepartitionPartitionField, int64(part))
+		fs.Set("event", event)
+		fs.Set("split", string(p.name))
+		b.Records = append(b.Records, r)
+	}
 }

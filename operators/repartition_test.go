@@ -2,9 +2,12 @@ package operators_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/weirhq/weir/operators"
 	"github.com/weirhq/weir/pipeline"
 	_ "github.com/weirhq/weir/sinks"
 	"github.com/weirhq/weir/sources"
@@ -64,6 +67,12 @@ func TestRepartitionSplitsThePipeline(t *testing.T) {
 	if len(last.Sinks) != 1 || last.Sinks[0].ID != "sinks[0]/kafka" {
 		t.Fatalf("last stage's sinks: %v", last.Sinks)
 	}
+	for i, want := range []string{"ts", "window_start"} {
+		rc := cfg.Pipelines[i].Operators[len(cfg.Pipelines[i].Operators)-1].Config.(*operators.RepartitionConfig)
+		if rc.EventTime == nil || rc.EventTime.Source != want {
+			t.Errorf("repartition %d reports progress in %v, want the event_time of the window after it, %s", i, rc.EventTime, want)
+		}
+	}
 	if w := last.AsWritten(); len(w.Operators) != 5 || len(w.Sources) != 1 || w.Sources[0].Name != "kafka" {
 		t.Fatalf("as written: %d operators", len(w.Operators))
 	}
@@ -115,14 +124,15 @@ func TestRepartitionConfigErrors(t *testing.T) {
 }
 
 // The operator at the end of a first stage tags every record with its
-// upstream split and writes every split change to each partition.
+// upstream split, and writes each split's announcement and progress (its
+// largest event time so far) to every partition.
 func TestRepartitionOperator(t *testing.T) {
 	c, err := pipeline.Default.Load("p.yaml", []byte(`pipelines:
   - name: p
     sources:
       - kafka: { brokers: ["h:1"], topics: [logs], group: g }
     operators:
-      - repartition: { topic: t, key: user, partitions: 3 }
+      - repartition: { topic: t, key: user, partitions: 3, event_time: ts }
     sinks:
       - stdout: {}
     guarantee: at_least_once
@@ -135,11 +145,20 @@ func TestRepartitionOperator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &pipeline.Batch{Records: []*pipeline.Record{{Source: 0, Split: "logs/1", Value: []byte(`{}`)}, {Source: 0, Split: "logs/2", Headers: []pipeline.Header{{Key: "trace", Value: []byte("x")}}}}}
+	b := &pipeline.Batch{Records: []*pipeline.Record{
+		{Source: 0, Split: "logs/1", Value: []byte(`{"ts":"2026-12-03T10:00:05Z"}`)},
+		{Source: 0, Split: "logs/2", Value: []byte(`{"ts":"2026-12-03T10:00:09Z"}`), Headers: []pipeline.Header{{Key: "trace", Value: []byte("x")}}},
+		{Source: 0, Split: "logs/1", Value: []byte(`{"ts":"2026-12-03T10:00:01Z"}`)},
+	}}
+	for _, r := range b.Records {
+		if err := r.SetFields().ParseJSONObject(r.Value); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := op.Process(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
-	for i, want := range []string{"0:logs/1", "0:logs/2"} {
+	for i, want := range []string{"0:logs/1", "0:logs/2", "0:logs/1"} {
 		hs := b.Records[i].Headers
 		if h := hs[len(hs)-1]; h.Key != pipeline.RepartitionSplitHeader || string(h.Value) != want {
 			t.Errorf("record %d: last header %s=%s, want %s=%s", i, h.Key, h.Value, pipeline.RepartitionSplitHeader, want)
@@ -149,16 +168,42 @@ func TestRepartitionOperator(t *testing.T) {
 		t.Errorf("a record's own headers are kept: %v", b.Records[1].Headers)
 	}
 	out := &pipeline.Batch{}
-	if _, err := op.(pipeline.SplitHandler).OnSplits(context.Background(), 0, pipeline.SplitChange{Added: []string{"logs/0"}, CaughtUp: []string{"logs/1"}}, out); err != nil {
+	if _, err := op.(pipeline.SplitHandler).OnSplits(context.Background(), 0, pipeline.SplitChange{Added: []string{"logs/0"}}, out); err != nil {
 		t.Fatal(err)
 	}
-	if len(out.Records) != 6 {
-		t.Fatalf("%d control records, want 2 changes x 3 partitions", len(out.Records))
+	if err := op.(pipeline.Ticker).Tick(context.Background(), time.Now(), out); err != nil {
+		t.Fatal(err)
+	}
+	if err := op.(pipeline.Ticker).Tick(context.Background(), time.Now(), out); err != nil {
+		t.Fatal(err)
+	}
+	// 3 announcements of logs/0, then the progress of logs/1 (ts 10:00:05)
+	// and logs/2 (10:00:09) to each partition; the second tick has nothing
+	// new to say.
+	want := []struct{ event, split, at string }{}
+	for range 3 {
+		want = append(want, struct{ event, split, at string }{pipeline.RepartitionAdded, "0:logs/0", ""})
+	}
+	for _, sp := range []struct{ split, at string }{{"0:logs/1", "10:00:05"}, {"0:logs/2", "10:00:09"}} {
+		for range 3 {
+			want = append(want, struct{ event, split, at string }{pipeline.RepartitionProgress, sp.split, sp.at})
+		}
+	}
+	if len(out.Records) != len(want) {
+		t.Fatalf("%d control records, want %d", len(out.Records), len(want))
 	}
 	for i, r := range out.Records {
-		event := []string{pipeline.RepartitionAdded, pipeline.RepartitionCaughtUp}[i/3]
-		if r.Get(pipeline.RepartitionPartitionField) != int64(i%3) || r.Headers[0].Key != pipeline.RepartitionControlHeader || string(r.Headers[0].Value) != event {
-			t.Errorf("control record %d: partition %v, headers %v; want partition %d, %s", i, r.Get(pipeline.RepartitionPartitionField), r.Headers, i%3, event)
+		h := map[string]string{}
+		for _, kv := range r.Headers {
+			h[kv.Key] = string(kv.Value)
+		}
+		at := ""
+		if ns, err := strconv.ParseInt(h[pipeline.RepartitionTimeHeader], 10, 64); err == nil {
+			at = time.Unix(0, ns).UTC().Format(time.TimeOnly)
+		}
+		w := want[i]
+		if r.Get(pipeline.RepartitionPartitionField) != int64(i%3) || h[pipeline.RepartitionControlHeader] != w.event || h[pipeline.RepartitionSplitHeader] != w.split || at != w.at {
+			t.Errorf("control record %d: partition %v, headers %v; want partition %d, %s of %s at %q", i, r.Get(pipeline.RepartitionPartitionField), h, i%3, w.event, w.split, w.at)
 		}
 	}
 }

@@ -417,6 +417,9 @@ func (c *WindowConfig) AlignedWith(key string) bool {
 	return false
 }
 
+// EventTimeExpr implements pipeline.EventTimed.
+func (c *WindowConfig) EventTimeExpr() *pipeline.Expr { return c.EventTime }
+
 // KeyedBy implements pipeline.KeyedConfig.
 func (c *WindowConfig) KeyedBy() string {
 	if len(c.GroupBy) == 0 {

@@ -128,6 +128,11 @@ func (w *watermarks) splits(source int, c pipeline.SplitChange, now time.Time) b
 			w.inputs[i].idle = true
 		}
 	}
+	for _, p := range c.Progress {
+		m := w.input(source, p.Split)
+		m.idle, m.lastActive = false, now
+		m.max = max(m.max, p.Time.UnixNano())
+	}
 	for _, split := range c.Removed {
 		w.inputs = slices.DeleteFunc(w.inputs, func(m *inputMark) bool {
 			return m.source == source && (m.split == split || pipeline.SplitTask(m.split) == split)

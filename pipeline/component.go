@@ -136,6 +136,29 @@ type SplitChange struct {
 	Added    []string
 	CaughtUp []string
 	Removed  []string
+	// Finished says the Removed splits have ended (a file read to its
+	// end): no process will read more of them. Otherwise a removed split
+	// may go on elsewhere (a revoked partition, in the process it moved
+	// to). Event-time operators forget removed splits either way; a
+	// repartition tells its second stage only of ended ones.
+	Finished bool
+	// Known lists every split of the source that exists, read here or by
+	// another process (the partitions of a Kafka source's topics), once,
+	// before the first records. Event-time operators ignore it: a
+	// repartition announces them all to its second stage, which holds its
+	// watermark for each from the start, whichever process reads it.
+	Known []string
+	// Progress moves splits on as a record with that event time would,
+	// without a record: a split whose records go elsewhere (another
+	// partition of a repartition topic) still lets the watermark advance.
+	// Sent after the batch, as CaughtUp is.
+	Progress []SplitProgress
+}
+
+// SplitProgress says that Split has reached event time Time.
+type SplitProgress struct {
+	Split string
+	Time  time.Time
 }
 
 // SplitTask returns the split a sub-split belongs to ("t/3" for
@@ -150,7 +173,7 @@ func SplitTask(split string) string {
 
 // Empty reports whether c changes nothing.
 func (c SplitChange) Empty() bool {
-	return !c.Reset && len(c.Added) == 0 && len(c.CaughtUp) == 0 && len(c.Removed) == 0
+	return !c.Reset && len(c.Added) == 0 && len(c.Known) == 0 && len(c.CaughtUp) == 0 && len(c.Removed) == 0 && len(c.Progress) == 0
 }
 
 // SplitSource is implemented by sources that read several splits in

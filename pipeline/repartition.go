@@ -39,8 +39,17 @@ const (
 	// the second writes to its own dead-letter output.
 	DeadLetterHeader = "weir-dead-letter"
 
+	// RepartitionTimeHeader is a progress control record's event time,
+	// in unix nanoseconds.
+	RepartitionTimeHeader = "weir-time"
+
+	// The events of control records: an upstream split announced (it
+	// holds the watermark after the repartition until its first record or
+	// progress), its progress (the largest event time it has sent, written
+	// to every partition, so that a partition that gets none of its
+	// records still sees it advance), and its removal.
 	RepartitionAdded    = "added"
-	RepartitionCaughtUp = "caught_up"
+	RepartitionProgress = "progress"
 	RepartitionRemoved  = "removed"
 )
 
@@ -54,9 +63,19 @@ type Repartition struct {
 }
 
 // Repartitioner is implemented by the repartition operator's
-// configuration.
+// configuration. FollowEventTime gives it the event time of the first
+// event-time operator after it, when it was not configured with one: the
+// progress it reports per upstream split is in that time.
 type Repartitioner interface {
 	Repartition() Repartition
+	FollowEventTime(e *Expr)
+}
+
+// EventTimed is implemented by configurations of operators that keep event
+// time (windows, dedupe): the expression it comes from, nil for the
+// record's time.
+type EventTimed interface {
+	EventTimeExpr() *Expr
 }
 
 // AsWritten returns the pipeline as its file wrote it, before it was split
@@ -142,6 +161,12 @@ func (l *loader) splitRepartitions(s *Spec) []*Spec {
 		}
 		rest.Sources = []*Component{source}
 		rest.Operators = append([]*Component{parse}, rest.Operators[cut+1:]...)
+		for _, c := range rest.Operators {
+			if et, ok := c.Config.(EventTimed); ok {
+				rc.Config.(Repartitioner).FollowEventTime(et.EventTimeExpr())
+				break
+			}
+		}
 		cut = -1
 		for i, c := range rest.Operators {
 			if _, ok := c.Config.(Repartitioner); ok {

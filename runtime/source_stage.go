@@ -236,8 +236,8 @@ func (s *sourceStage) readLoop(ctx context.Context, reads chan<- readResult) {
 		}
 		if ss, ok := s.src.(pipeline.SplitSource); ok {
 			c := ss.SplitChanges()
-			rr.splitsBefore = pipeline.SplitChange{Reset: c.Reset, Added: c.Added}
-			rr.splitsAfter = pipeline.SplitChange{CaughtUp: c.CaughtUp, Removed: c.Removed}
+			rr.splitsBefore = pipeline.SplitChange{Reset: c.Reset, Added: c.Added, Known: c.Known}
+			rr.splitsAfter = pipeline.SplitChange{CaughtUp: c.CaughtUp, Removed: c.Removed, Finished: c.Finished, Progress: c.Progress}
 		}
 		if ws, ok := s.src.(pipeline.WatermarkSource); ok {
 			if wm, ok := ws.Watermark(); ok && wm.After(s.lastWM) {

@@ -230,6 +230,13 @@ func (t *taskOperator) OnSplits(ctx context.Context, source int, c pipeline.Spli
 			}
 		}
 	}
+	for _, p := range c.Progress {
+		if task := pipeline.SplitTask(p.Split); t.tasks[task] != nil {
+			if err := t.split(ctx, source, task, pipeline.SplitChange{Progress: []pipeline.SplitProgress{p}}, b); err != nil {
+				return true, err
+			}
+		}
+	}
 	for _, split := range c.Removed {
 		if task := pipeline.SplitTask(split); task != split {
 			if t.tasks[task] != nil {

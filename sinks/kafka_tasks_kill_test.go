@@ -18,7 +18,7 @@ func TestKafkaTasksKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kill tests build the weir binary; skipped with -short")
 	}
-	tasksKillTest(t, func(c *kafkatest.Cluster) (string, func(context.Context) (map[taskWindow]taskAgg, error)) {
+	tasksKillTest(t, "", func(c *kafkatest.Cluster) (string, func(context.Context) (map[taskWindow]taskAgg, error)) {
 		out := c.Topic(t, 3)
 		reader := c.NewReader(t, out)
 		sink := fmt.Sprintf("kafka: { brokers: %s, topic: %s, key: service }", c.BrokerList(), out)

@@ -33,7 +33,7 @@ func TestParquetTasksKill(t *testing.T) {
 	}
 	lake := t.TempDir()
 	sink := fmt.Sprintf("parquet: { path: %s, schema: { window_start: string, window_end: string, service: string, n: int64, s: int64, firing: string } }", lake)
-	tasksKillTest(t, func(*kafkatest.Cluster) (string, func(context.Context) (map[taskWindow]taskAgg, error)) {
+	tasksKillTest(t, "", func(*kafkatest.Cluster) (string, func(context.Context) (map[taskWindow]taskAgg, error)) {
 		return sink, func(context.Context) (map[taskWindow]taskAgg, error) {
 			got := map[taskWindow]taskAgg{}
 			err := filepath.WalkDir(lake, func(p string, d fs.DirEntry, err error) error {

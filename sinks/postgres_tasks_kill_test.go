@@ -89,7 +89,18 @@ func (f *taskFeed) flush(ctx context.Context) error {
 
 // TestPostgresTasksKill runs tasksKillTest into PostgreSQL with upsert:
 // the tasks' truths are in weir_tasks, in the rows' transactions.
-func TestPostgresTasksKill(t *testing.T) {
+func TestPostgresTasksKill(t *testing.T) { postgresTasksKill(t, "") }
+
+// TestPostgresRepartitionTasksKill is TestPostgresTasksKill with the
+// stream re-keyed through a 4-partition repartition topic before the
+// window: each process runs both halves, the first's truths in the kafka
+// sink to the topic, the second's in weir_tasks, and the watermarks cross
+// the topic with the records.
+func TestPostgresRepartitionTasksKill(t *testing.T) {
+	postgresTasksKill(t, fmt.Sprintf("- repartition: { topic: %s, key: service, partitions: 4 }", kafkatest.Name("weir-rp")))
+}
+
+func postgresTasksKill(t *testing.T, before string) {
 	if testing.Short() {
 		t.Skip("kill tests build the weir binary; skipped with -short")
 	}
@@ -111,7 +122,7 @@ func TestPostgresTasksKill(t *testing.T) {
 	}()
 
 	sink := fmt.Sprintf("postgres: { dsn: %q, table: %s, upsert_on: [window_start, service], tasks_table: %s, commits_table: %s }", dsn, table, tasks, commits)
-	tasksKillTest(t, func(*kafkatest.Cluster) (string, func(context.Context) (map[taskWindow]taskAgg, error)) {
+	tasksKillTest(t, before, func(*kafkatest.Cluster) (string, func(context.Context) (map[taskWindow]taskAgg, error)) {
 		return sink, func(ctx context.Context) (map[taskWindow]taskAgg, error) {
 			rows, err := db.Query(ctx, `SELECT window_start, service, n, s FROM `+table)
 			if err != nil {
@@ -175,9 +186,10 @@ func total(m map[string]int) int {
 // the group is scaled 3 → 2 → 3. At the end read (what the sink holds,
 // failing on a (window, service) written twice) must equal a GROUP BY over
 // the input, and nothing may be dead-lettered.
-// setup gets the cluster, and returns the sinks: entry and how to read the
+// before is operator YAML put before the window ("" for none); setup gets
+// the cluster, and returns the sinks: entry and how to read the
 // sink.
-func tasksKillTest(t *testing.T, setup func(c *kafkatest.Cluster) (sinkYAML string, read func(ctx context.Context) (map[taskWindow]taskAgg, error))) {
+func tasksKillTest(t *testing.T, before string, setup func(c *kafkatest.Cluster) (sinkYAML string, read func(ctx context.Context) (map[taskWindow]taskAgg, error))) {
 	kills := 20
 	if s := os.Getenv("WEIR_CRASH_KILLS"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil && n > 0 {
@@ -209,6 +221,7 @@ pipelines:
       - kafka: { brokers: %s, topics: [%s], group: %s, partitioned_by: service, heartbeat_interval: 100ms, session_timeout: 2s, rebalance_timeout: 10s }
     operators:
       - parse: { format: json }
+      %s
       - window:
           tumbling: 1m
           event_time: ts
@@ -220,7 +233,7 @@ pipelines:
       - %s
     dead_letter:
       file: { path: %s }
-`, filepath.Join(dir, "data"), c.BrokerList(), feed.topic, group, sinkYAML, filepath.Join(dir, "dead.jsonl"))
+`, filepath.Join(dir, "data"), c.BrokerList(), feed.topic, group, before, sinkYAML, filepath.Join(dir, "dead.jsonl"))
 		if err := os.WriteFile(conf, []byte(yaml), 0o644); err != nil {
 			t.Fatal(err)
 		}

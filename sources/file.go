@@ -372,7 +372,7 @@ func (s *fileSource) announce(tf *tailFile) {
 func (s *fileSource) retire(tf *tailFile) {
 	if !s.cfg.Follow || tf.announced {
 		tf.announced = false
-		s.splits.Removed = append(s.splits.Removed, tf.lr.split)
+		s.splits.Removed, s.splits.Finished = append(s.splits.Removed, tf.lr.split), true
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -293,7 +294,8 @@ func (c *KafkaConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.probe(base); err != nil {
+	known, err := c.probe(base)
+	if err != nil {
 		return nil, err
 	}
 	batch := b.BatchSize
@@ -303,6 +305,7 @@ func (c *KafkaConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 	s := &kafkaSource{cfg: *c, component: b.Component, logger: logger, batch: batch, request: b.RequestCheckpoint, claim: b.ClaimTask,
 		parts: map[kafkaTP]*kafkaPartition{}, seek: map[kafkaTP]int64{},
 		ready: make(chan struct{}), commitWake: make(chan struct{}, 1), stopCommit: make(chan struct{}), commitDone: make(chan struct{})}
+	s.splits.Known = known
 	if s.cfg.PollTimeout == 0 {
 		s.cfg.PollTimeout = 200 * time.Millisecond
 	}
@@ -360,42 +363,47 @@ func (c *KafkaConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 	return s, nil
 }
 
-// probe checks the brokers and the topics with a short-lived client.
-func (c *KafkaConfig) probe(base []kgo.Opt) error {
+// probe checks the brokers and the topics with a short-lived client, and
+// returns the topics' partitions as splits (none with topic_regex).
+func (c *KafkaConfig) probe(base []kgo.Opt) ([]string, error) {
 	cl, err := kgo.NewClient(base...)
 	if err != nil {
-		return fmt.Errorf("kafka: %w", err)
+		return nil, fmt.Errorf("kafka: %w", err)
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout())
 	defer cancel()
 	if err := kafkaconn.Ping(ctx, cl, &c.Conn); err != nil {
-		return err
+		return nil, err
 	}
 	if c.TopicRegex {
-		return nil
+		return nil, nil
 	}
 	details, err := kadm.NewClient(cl).ListTopics(ctx, c.Topics...)
 	if err != nil {
-		return fmt.Errorf("kafka: list topics: %w", err)
+		return nil, fmt.Errorf("kafka: list topics: %w", err)
 	}
+	var known []string
 	for _, t := range c.Topics {
 		d, ok := details[t]
 		if (!ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition)) && c.Repartitioned {
 			// The pipeline before the repartition creates it as it starts.
 			if d, err = c.awaitTopic(cl, t); err != nil {
-				return err
+				return nil, err
 			}
 			ok = true
 		}
 		if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
-			return fmt.Errorf("kafka: topic %q does not exist", t)
+			return nil, fmt.Errorf("kafka: topic %q does not exist", t)
 		}
 		if d.Err != nil {
-			return fmt.Errorf("kafka: topic %q: %w", t, d.Err)
+			return nil, fmt.Errorf("kafka: topic %q: %w", t, d.Err)
+		}
+		for _, p := range slices.Sorted(maps.Keys(d.Partitions)) {
+			known = append(known, kafkaSplit(kafkaTP{t, p}))
 		}
 	}
-	return nil
+	return known, nil
 }
 
 // awaitTopic waits, up to a minute, for a repartition topic that the

@@ -2,6 +2,8 @@ package sources
 
 import (
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -17,16 +19,17 @@ import (
 //     that event-time operators keep one watermark per upstream split of
 //     each partition: records of one upstream split arrive in order in a
 //     partition, records of two need not;
-//   - a control record (weir-control header): an upstream split announced,
-//     caught up or removed, which becomes the same change of its
-//     sub-split; it is not a record of the stream;
+//   - a control record (weir-control header): an upstream split
+//     announced, its progress (weir-time: the largest event time it has
+//     sent, to every partition), or its removal, which becomes the same
+//     change of its sub-split; it is not a record of the stream;
 //   - a dead letter of the upstream pipeline (weir-dead-letter header),
 //     which goes to this pipeline's dead-letter output as it was.
 
 // upstreamRecord handles kr when it is a control record or a dead letter,
 // and reports whether it was one. Called with s.mu held.
 func (s *kafkaSource) upstreamRecord(kr *kgo.Record, partition string, b *pipeline.Batch) bool {
-	var control, split []byte
+	var control, split, at []byte
 	for _, h := range kr.Headers {
 		switch h.Key {
 		case pipeline.DeadLetterHeader:
@@ -43,6 +46,8 @@ func (s *kafkaSource) upstreamRecord(kr *kgo.Record, partition string, b *pipeli
 			control = h.Value
 		case pipeline.RepartitionSplitHeader:
 			split = h.Value
+		case pipeline.RepartitionTimeHeader:
+			at = h.Value
 		}
 	}
 	if control == nil {
@@ -52,8 +57,13 @@ func (s *kafkaSource) upstreamRecord(kr *kgo.Record, partition string, b *pipeli
 	switch string(control) {
 	case pipeline.RepartitionAdded:
 		s.splits.Added = append(s.splits.Added, sub)
-	case pipeline.RepartitionCaughtUp:
-		s.splits.CaughtUp = append(s.splits.CaughtUp, sub)
+	case pipeline.RepartitionProgress:
+		ns, err := strconv.ParseInt(string(at), 10, 64)
+		if err != nil {
+			s.logger.Warn("kafka: repartition progress without a time; skipped", "partition", partition, "offset", kr.Offset)
+			break
+		}
+		s.splits.Progress = append(s.splits.Progress, pipeline.SplitProgress{Split: sub, Time: time.Unix(0, ns)})
 	case pipeline.RepartitionRemoved:
 		s.splits.Removed = append(s.splits.Removed, sub)
 	default:
