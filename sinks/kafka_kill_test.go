@@ -62,9 +62,10 @@ type weirProc struct {
 
 // weirRun is one run of a weirProc: err is set before done is closed.
 type weirRun struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	cmd   *exec.Cmd
+	done  chan struct{}
+	err   error
+	armed bool // started with env (killpoints, say)
 }
 
 func (p *weirProc) start() {
@@ -77,7 +78,7 @@ func (p *weirProc) start() {
 	if err := cmd.Start(); err != nil {
 		p.t.Fatalf("start weir: %v", err)
 	}
-	r := &weirRun{cmd: cmd, done: make(chan struct{})}
+	r := &weirRun{cmd: cmd, done: make(chan struct{}), armed: len(p.env) > 0}
 	go func() { r.err = cmd.Wait(); close(r.done) }()
 	p.mu.Lock()
 	p.run = r
