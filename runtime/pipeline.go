@@ -142,6 +142,10 @@ func walOpenError(dir string, err error) error {
 	return fmt.Errorf("%w (the log is damaged in the middle, not torn at its end, so weir will not start on it: run `weir wal verify %s` for the report and what to do)", err, dir)
 }
 
+// ingestSegmentSize is the segment size of ingest WALs; 0 is the WAL's
+// default (64 MiB). Tests make it small to see segments truncated.
+var ingestSegmentSize int64
+
 // built holds a pipeline's constructed components.
 type built struct {
 	sources []*sourceStage
@@ -315,13 +319,21 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 			}
 		} else if spec.Guarantee == pipeline.ExactlyOnce {
 			walDir := filepath.Join(bd.Dir, "wal")
-			l, err := wal.Open(walDir, wal.Options{Sync: walSync, Logger: bd.Logger})
+			l, err := wal.Open(walDir, wal.Options{Sync: walSync, Logger: bd.Logger, SegmentSize: ingestSegmentSize})
 			if err != nil {
 				return fmt.Errorf("%s: open ingest WAL: %w", bd.Component, walOpenError(walDir, err))
 			}
 			b.wals = append(b.wals, l)
 			b.closers = append(b.closers, func(context.Context) error { return l.Close() })
-			st.wal, st.seen = l, newIDSet(1<<17)
+			win := pipeline.DefaultDedupeWindow()
+			if w, ok := c.Config.(pipeline.DedupeWindower); ok {
+				win = w.SeenIDWindow()
+			}
+			st.wal, st.seen, st.now = l, newIDSet(win), opts.Now
+			st.seenFile = filepath.Join(bd.Dir, seenIDsFile)
+			if err := loadSeenIDs(st.seenFile, st.seen, opts.Now()); err != nil {
+				return fmt.Errorf("%s: %w", bd.Component, err)
+			}
 			cs.walSize = l.Size // observability hook: WAL size (O(1), no directory scan)
 			st.walFrom = l.FirstIndex()
 			if pos != nil {
@@ -641,6 +653,13 @@ func complete(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore, 
 		}
 		var wp walPosition
 		if json.Unmarshal(cur.chain.positions[i], &wp) == nil {
+			if s.wal.FirstIndexAfter(wp.WALIndex) > s.wal.FirstIndex() {
+				// Segments go: their message ids first go to the seen-id file.
+				if err := saveSeenIDs(s.seenFile, s.seen.below(wp.WALIndex)); err != nil {
+					logger.Warn("trim ingest WAL: kept, as its message ids could not be saved", "component", s.id, "err", err)
+					continue
+				}
+			}
 			if err := s.wal.TruncateBefore(wp.WALIndex); err != nil {
 				logger.Warn("trim ingest WAL", "err", err)
 			}
