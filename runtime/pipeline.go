@@ -239,6 +239,11 @@ func runPipelineOnce(ctx context.Context, cfg *pipeline.Config, spec *pipeline.S
 		return fmt.Errorf("runtime: %s: %w", spec.Name, err)
 	}
 	defer unlock()
+	unlockOutputs, err := lockOutputs(spec, cfg.DataDir, cfg.File)
+	if err != nil {
+		return fmt.Errorf("runtime: %w", err)
+	}
+	defer unlockOutputs()
 
 	store := &CheckpointStore{Dir: filepath.Join(dir, "checkpoints")}
 	last, err := store.Latest()
