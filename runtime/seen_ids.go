@@ -220,6 +220,10 @@ func loadSeenIDs(path string, s *idSet, now time.Time) error {
 	if d.err != nil || count > uint64(len(d.b)) {
 		return bad
 	}
+	if len(s.set) == 0 && count > 0 {
+		n := min(int(count), s.win.Count)
+		s.set, s.queue = make(map[string]int64, n), make([]seenID, 0, n)
+	}
 	for range count {
 		id := d.bytes()
 		at := d.varint()
