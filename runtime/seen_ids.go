@@ -147,13 +147,6 @@ func (s *idSet) addLocked(id string, at int64, e uint64, cut int64) {
 	}
 }
 
-func (s *idSet) has(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.set[id]
-	return ok
-}
-
 func (s *idSet) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -108,3 +108,26 @@ func TestSeenIDsForgottenPastAge(t *testing.T) {
 	wantCounts(t, seenIDsRun(t, ", dedupe_window: {age: 30m}", 0, later), func(i int) bool { return i < 2944 })
 	wantCounts(t, seenIDsRun(t, ", dedupe_window: {age: 2h}", 0, later), func(int) bool { return false })
 }
+
+// A damaged seen-id file stops the pipeline at start, naming the file:
+// starting without the ids it held would let their redeliveries through.
+func TestDamagedSeenIDsFileStopsTheStart(t *testing.T) {
+	defer runtime.SetIngestSegmentSize(4096)()
+	dir := t.TempDir()
+	if err := runOnce(t, load(t, config(dir, "{n: 4000, with_ids: true, fail_after: 2944}", "exactly_once"))); err == nil {
+		t.Fatal("want the injected failure")
+	}
+	path := filepath.Join(dir, "data/t/sources-0-count/seen-ids")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x20
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = runOnce(t, load(t, config(dir, "{n: 4000, with_ids: true}", "exactly_once")))
+	if err == nil || !strings.Contains(err.Error(), "seen message ids "+path+": the file is damaged") {
+		t.Fatalf("restart on a damaged seen-id file: %v; want it refused, naming the file", err)
+	}
+}
