@@ -82,6 +82,16 @@ func (o lockOwner) describe() string {
 	return b.String()
 }
 
+// alive reports whether the owner's process still runs, as far as this
+// host can tell (true for another host's).
+func (o lockOwner) alive() bool {
+	if host, _ := os.Hostname(); host != o.Host || o.PID <= 0 {
+		return true
+	}
+	err := syscall.Kill(o.PID, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
 const intentIdentity = "intent"
 
 // processIdentity names this process in lock files.
@@ -217,15 +227,20 @@ func outputLockError(spec *pipeline.Spec, c *pipeline.Component, out pipeline.Ow
 	if out.Tree {
 		what = "writes into " + out.Path
 	}
+	// A shared lock names its first holder, which may have exited since.
+	first := "the first such process; there may be others"
+	if !o.alive() {
+		first = "the first such process, which has exited: others hold the lock now"
+	}
 	switch {
 	case o.Identity == intentIdentity:
-		return fmt.Errorf("%s: %s %s, and another weir process writes an output inside it (%s, output %s, the first such process; there may be others): "+
+		return fmt.Errorf("%s: %s %s, and another weir process writes an output inside it (%s, output %s, %s): "+
 			"two writers of one output lose each other's records; stop it, or give this sink a directory of its own",
-			spec.Name, c.ID, what, o.describe(), o.Output)
+			spec.Name, c.ID, what, o.describe(), o.Output, first)
 	case strings.HasPrefix(o.Identity, "tasks:"):
-		return fmt.Errorf("%s: %s %s, which the processes of another scale-out pipeline share (%s, output %s, the first of them): "+
+		return fmt.Errorf("%s: %s %s, which the processes of another scale-out pipeline share (%s, output %s, %s): "+
 			"only processes of that pipeline may write there; give this sink its own path",
-			spec.Name, c.ID, what, o.describe(), o.Output)
+			spec.Name, c.ID, what, o.describe(), o.Output, first)
 	}
 	return fmt.Errorf("%s: %s %s, which another weir process is writing (%s, output %s): "+
 		"two writers of one output lose each other's records; stop that process, or give this sink its own path",
