@@ -116,6 +116,14 @@ func TestSecondProcessOnAnOutputIsRefused(t *testing.T) {
 			}
 		}
 	}
+	// The owner's own configuration again (same data_dir): refused by the
+	// data directory's lock, which names the owner too.
+	sameCmd := exec.Command(bin, "run", "-c", ownerCfg, "--quiet")
+	b, err := sameCmd.CombinedOutput()
+	if code := sameCmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(b), "is in use by another weir process (pid "+pid+" on "+host+`, pipeline "owner"`) {
+		t.Errorf("the owner's configuration run twice: exit %d (%v), want 1 naming the owner:\n%s", code, err, b)
+	}
+
 	// The owner ran on, unharmed: its output grows.
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		if b, _ := os.ReadFile(out); len(b) > 0 {

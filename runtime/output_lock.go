@@ -68,13 +68,29 @@ type lockOwner struct {
 	Component string    `json:"component"`
 	DataDir   string    `json:"data_dir"`
 	Config    string    `json:"config,omitempty"`
-	Output    string    `json:"output"`
+	Output    string    `json:"output,omitempty"`
 	Since     time.Time `json:"since"`
+}
+
+// processOwner is this process as the owner of a lock.
+func processOwner(pipeline, component, dataDir, configFile, output string) lockOwner {
+	host, _ := os.Hostname()
+	o := lockOwner{Identity: processIdentity, PID: os.Getpid(), Host: host, Pipeline: pipeline,
+		Component: component, Output: output, Since: time.Now().UTC()}
+	o.DataDir, _ = filepath.Abs(dataDir)
+	if configFile != "" {
+		o.Config, _ = filepath.Abs(configFile)
+	}
+	return o
 }
 
 func (o lockOwner) describe() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "pid %d on %s, pipeline %q, component %s, data_dir %s", o.PID, o.Host, o.Pipeline, o.Component, o.DataDir)
+	fmt.Fprintf(&b, "pid %d on %s, pipeline %q", o.PID, o.Host, o.Pipeline)
+	if o.Component != "" {
+		fmt.Fprintf(&b, ", component %s", o.Component)
+	}
+	fmt.Fprintf(&b, ", data_dir %s", o.DataDir)
 	if o.Config != "" {
 		fmt.Fprintf(&b, ", config %s", o.Config)
 	}
@@ -126,12 +142,6 @@ func lockOutputs(spec *pipeline.Spec, dataDir, configFile string) (release func(
 			release()
 		}
 	}()
-	absData, _ := filepath.Abs(dataDir)
-	absConfig := ""
-	if configFile != "" {
-		absConfig, _ = filepath.Abs(configFile)
-	}
-	host, _ := os.Hostname()
 	tasks := spec.TaskStoreIndex()
 	if len(spec.PartitionKeys()) == 0 {
 		tasks = -1 // no source's splits are tasks
@@ -153,8 +163,7 @@ func lockOutputs(spec *pipeline.Spec, dataDir, configFile string) (release func(
 		if err != nil {
 			return release, fmt.Errorf("%s: lock output %s: %w", c.ID, out.Path, err)
 		}
-		owner := lockOwner{Identity: processIdentity, PID: os.Getpid(), Host: host, Pipeline: spec.Name,
-			Component: spec.Name + "/" + c.ID, DataDir: absData, Config: absConfig, Output: out.Path, Since: time.Now().UTC()}
+		owner := processOwner(spec.Name, spec.Name+"/"+c.ID, dataDir, configFile, out.Path)
 		if i == tasks {
 			owner.Identity = "tasks:" + spec.Name + "/" + c.ID
 		}

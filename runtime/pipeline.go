@@ -234,7 +234,7 @@ func runPipelineOnce(ctx context.Context, cfg *pipeline.Config, spec *pipeline.S
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("runtime: %s: create data dir: %w", spec.Name, err)
 	}
-	unlock, err := lockDir(dir)
+	unlock, err := lockDir(dir, processOwner(spec.Name, "", cfg.DataDir, cfg.File, ""))
 	if err != nil {
 		return fmt.Errorf("runtime: %s: %w", spec.Name, err)
 	}
@@ -681,15 +681,24 @@ func complete(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore, 
 }
 
 // lockDir takes an exclusive lock on a pipeline's data directory, so two
-// processes never run the same pipeline over the same state.
-func lockDir(dir string) (func(), error) {
+// processes never run the same pipeline over the same state; the lock file
+// names its holder, for the refusal of the next.
+func lockDir(dir string, owner lockOwner) (func(), error) {
 	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock data dir: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder := "another weir process"
+		if o, rerr := readOwner(f); rerr == nil {
+			holder = "another weir process (" + o.describe() + ")"
+		}
 		f.Close()
-		return nil, fmt.Errorf("data dir %s is in use by another weir process (%w)", dir, err)
+		return nil, fmt.Errorf("data dir %s is in use by %s (%w)", dir, holder, err)
+	}
+	b, _ := json.Marshal(owner)
+	if f.Truncate(0) == nil {
+		f.WriteAt(append(b, '\n'), 0) // for the refusal's message only
 	}
 	return func() { f.Close() }, nil
 }
