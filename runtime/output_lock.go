@@ -161,7 +161,7 @@ func lockOutputs(spec *pipeline.Spec, dataDir, configFile string) (release func(
 		}
 		own, intent, err := lockPaths(out)
 		if err != nil {
-			return release, fmt.Errorf("%s: lock output %s: %w", c.ID, out.Path, err)
+			return release, fmt.Errorf("%s: %s: lock output %s: %w", spec.Name, c.ID, out.Path, err)
 		}
 		owner := processOwner(spec.Name, spec.Name+"/"+c.ID, dataDir, configFile, out.Path)
 		if i == tasks {
