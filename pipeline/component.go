@@ -312,6 +312,23 @@ type OutputPather interface {
 	OutputPath() string
 }
 
+// OwnedOutput is what a sink writes on the local file system, for the
+// run-time lock that keeps every other weir process off it (see
+// runtime/output_lock.go): one file (and its rolled parts), or a whole
+// directory tree (a parquet or arrow output directory, the literal
+// directory of a templated file path).
+type OwnedOutput struct {
+	Path string // as the sink resolves it (Build.Path)
+	Tree bool   // Path is a directory, owned with everything below it
+}
+
+// OutputOwner is implemented by configurations of sinks that write to
+// the local file system; ok is false when this configuration does not
+// (arrow's `path: "-"`).
+type OutputOwner interface {
+	OwnedOutput() (o OwnedOutput, ok bool)
+}
+
 // SinkConfig is a sink's decoded YAML configuration.
 type SinkConfig interface {
 	NewSink(b Build) (Sink, error)

@@ -43,5 +43,7 @@
 // (source backlog, in all and per split), SplitWatermarker (per-split
 // watermarks of event-time operators) and LateCounter; on configurations,
 // Validator, GuaranteeWarner (warnings for `validate`), TaskStoreConfig,
-// TaskSourceConfig and KeyedConfig.
+// TaskSourceConfig, KeyedConfig, OutputPather (`validate`'s shared-path
+// check), OutputOwner (the run-time output locks) and DedupeWindower (the
+// horizon of a source's seen message ids: dedupe_window.go).
 package pipeline

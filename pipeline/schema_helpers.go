@@ -169,6 +169,7 @@ var (
 	templateType = reflect.TypeFor[Template]()
 	exprMapType  = reflect.TypeFor[ExprMap]()
 	tlsType      = reflect.TypeFor[TLSOptions]()
+	dedupeType   = reflect.TypeFor[DedupeWindow]()
 )
 
 // valueSchema returns the schema of a value of type t; def is its default
@@ -196,6 +197,8 @@ func valueSchema(t reflect.Type, def reflect.Value, desc map[string]string, path
 			"description": "field: expression"}
 	case tlsType:
 		desc = tlsDescriptions(desc, path)
+	case dedupeType:
+		return dedupeWindowSchema()
 	}
 	if depth > 8 {
 		return map[string]any{}

@@ -28,6 +28,12 @@
 //     last checkpoint's tokens, discards later staging, restores operator
 //     state and seeks sources (or replays the WAL) to the saved positions.
 //
+// Redeliveries and outputs. A WAL-fed source drops a message whose id is in
+// its seen-id set (seen_ids.go), bounded by the source's dedupe_window and
+// kept across WAL truncation in a seen-id file. Before it builds anything,
+// a pipeline locks its data directory and every output its sinks own on
+// disk (output_lock.go), so that no second weir process runs over either.
+//
 // Splits and tasks. A source that reads several splits at once (Kafka
 // partitions, files) reports their changes after each Read; the source
 // stage sends them in band (msgSplits: additions before the batch,

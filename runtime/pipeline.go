@@ -143,6 +143,10 @@ func walOpenError(dir string, err error) error {
 	return fmt.Errorf("%w (the log is damaged in the middle, not torn at its end, so weir will not start on it: run `weir wal verify %s` for the report and what to do)", err, dir)
 }
 
+// ingestSegmentSize is the segment size of ingest WALs; 0 is the WAL's
+// default (64 MiB). Tests make it small to see segments truncated.
+var ingestSegmentSize int64
+
 // built holds a pipeline's constructed components.
 type built struct {
 	sources []*sourceStage
@@ -231,11 +235,16 @@ func runPipelineOnce(ctx context.Context, cfg *pipeline.Config, spec *pipeline.S
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("runtime: %s: create data dir: %w", spec.Name, err)
 	}
-	unlock, err := lockDir(dir)
+	unlock, err := lockDir(dir, processOwner(spec.Name, "", cfg.DataDir, cfg.File, ""))
 	if err != nil {
 		return fmt.Errorf("runtime: %s: %w", spec.Name, err)
 	}
 	defer unlock()
+	unlockOutputs, err := lockOutputs(spec, cfg.DataDir, cfg.File)
+	if err != nil {
+		return fmt.Errorf("runtime: %w", err)
+	}
+	defer unlockOutputs()
 
 	store := &CheckpointStore{Dir: filepath.Join(dir, "checkpoints")}
 	last, err := store.Latest()
@@ -316,13 +325,21 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 			}
 		} else if spec.Guarantee == pipeline.ExactlyOnce {
 			walDir := filepath.Join(bd.Dir, "wal")
-			l, err := wal.Open(walDir, wal.Options{Sync: walSync, Logger: bd.Logger})
+			l, err := wal.Open(walDir, wal.Options{Sync: walSync, Logger: bd.Logger, SegmentSize: ingestSegmentSize})
 			if err != nil {
 				return fmt.Errorf("%s: open ingest WAL: %w", bd.Component, walOpenError(walDir, err))
 			}
 			b.wals = append(b.wals, l)
 			b.closers = append(b.closers, func(context.Context) error { return l.Close() })
-			st.wal, st.seen = l, newIDSet(1<<17)
+			win := pipeline.DefaultDedupeWindow()
+			if w, ok := c.Config.(pipeline.DedupeWindower); ok {
+				win = w.SeenIDWindow()
+			}
+			st.wal, st.seen, st.now = l, newIDSet(win), opts.Now
+			st.seenFile = filepath.Join(bd.Dir, seenIDsFile)
+			if err := loadSeenIDs(st.seenFile, st.seen, opts.Now()); err != nil {
+				return fmt.Errorf("%s: %w", bd.Component, err)
+			}
 			cs.walSize = l.Size // observability hook: WAL size (O(1), no directory scan)
 			st.walFrom = l.FirstIndex()
 			if pos != nil {
@@ -644,6 +661,13 @@ func complete(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore, 
 		}
 		var wp walPosition
 		if json.Unmarshal(cur.chain.positions[i], &wp) == nil {
+			if s.wal.FirstIndexAfter(wp.WALIndex) > s.wal.FirstIndex() {
+				// Segments go: their message ids first go to the seen-id file.
+				if err := saveSeenIDs(s.seenFile, s.seen.below(wp.WALIndex)); err != nil {
+					logger.Warn("trim ingest WAL: kept, as its message ids could not be saved", "component", s.id, "err", err)
+					continue
+				}
+			}
 			if err := s.wal.TruncateBefore(wp.WALIndex); err != nil {
 				logger.Warn("trim ingest WAL", "err", err)
 			}
@@ -660,15 +684,24 @@ func complete(ctx context.Context, spec *pipeline.Spec, store *CheckpointStore, 
 }
 
 // lockDir takes an exclusive lock on a pipeline's data directory, so two
-// processes never run the same pipeline over the same state.
-func lockDir(dir string) (func(), error) {
+// processes never run the same pipeline over the same state; the lock file
+// names its holder, for the refusal of the next.
+func lockDir(dir string, owner lockOwner) (func(), error) {
 	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock data dir: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder := "another weir process"
+		if o, rerr := readOwner(f); rerr == nil {
+			holder = "another weir process (" + o.describe() + ")"
+		}
 		f.Close()
-		return nil, fmt.Errorf("data dir %s is in use by another weir process (%w)", dir, err)
+		return nil, fmt.Errorf("data dir %s is in use by %s (%w)", dir, holder, err)
+	}
+	b, _ := json.Marshal(owner)
+	if f.Truncate(0) == nil {
+		f.WriteAt(append(b, '\n'), 0) // for the refusal's message only
 	}
 	return func() { f.Close() }, nil
 }

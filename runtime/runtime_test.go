@@ -40,6 +40,18 @@ type countConfig struct {
 	// FirstReadDelay makes the first Read of this process wait (a slow
 	// broker, a quiet queue).
 	FirstReadDelay time.Duration `yaml:"first_read_delay"`
+	// DedupeWindow is the horizon of the ids (with_ids), as the sources
+	// with message ids have it.
+	DedupeWindow *pipeline.DedupeWindow `yaml:"dedupe_window"`
+	// ResendFrom is where a source with_ids starts again (default 0).
+	ResendFrom int `yaml:"resend_from"`
+}
+
+func (c *countConfig) SeenIDWindow() pipeline.DedupeWindow {
+	if c.DedupeWindow == nil {
+		return pipeline.DefaultDedupeWindow()
+	}
+	return *c.DedupeWindow
 }
 
 // requested receives, per RequestCheckpoint call, the error and the number
@@ -75,6 +87,8 @@ func (c *countConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 	}
 	if !c.WithIDs {
 		s.next = int(s.acked.Load())
+	} else {
+		s.next = c.ResendFrom
 	}
 	return s, nil
 }

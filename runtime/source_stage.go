@@ -48,9 +48,11 @@ type sourceStage struct {
 	stats      *ComponentStats
 
 	// Ingest WAL, for a source that cannot replay under exactly_once.
-	wal     *wal.Log
-	walFrom uint64 // replay from here on start (the checkpointed position)
-	seen    *idSet // message ids in the WAL, to drop redeliveries
+	wal      *wal.Log
+	walFrom  uint64 // replay from here on start (the checkpointed position)
+	seen     *idSet // message ids in the WAL, to drop redeliveries (seen_ids.go)
+	seenFile string // where seen keeps the ids of truncated WAL segments
+	now      func() time.Time
 
 	lastWM time.Time // reader goroutine: the last watermark passed on
 
@@ -189,20 +191,22 @@ func (s *sourceStage) readLoop(ctx context.Context, reads chan<- readResult) {
 		rr := readResult{batch: b}
 		switch {
 		case s.wal != nil:
-			s.dropRedeliveries(b)
+			readAt := s.now()
+			added := s.dropRedeliveries(b, readAt)
 			// The append and the ack that follows it are not cancelled with
 			// the pipeline: an Append abandoned while its group fsync is under
 			// way may still land in the WAL, and a batch in the WAL that was
 			// never acknowledged would be both replayed and redelivered.
 			detached, cancelDetached := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			if len(b.Records) > 0 {
-				walBuf, walScratch = encodeWALBatch(walBuf[:0], b.Records, walScratch)
+				walBuf, walScratch = encodeWALBatch(walBuf[:0], b.Records, readAt, walScratch)
 				first, werr := s.wal.Append(detached, walBuf)
 				if werr != nil {
 					cancelDetached()
 					s.deliver(ctx, reads, readResult{err: fmt.Errorf("ingest wal: %w", werr)})
 					return
 				}
+				s.seen.markStored(added, first)
 				s.walFrom = first + 1
 			}
 			rr.pos, _ = json.Marshal(walPosition{WALIndex: s.walFrom})
@@ -256,21 +260,16 @@ func (s *sourceStage) readLoop(ctx context.Context, reads chan<- readResult) {
 }
 
 // dropRedeliveries removes records whose message id is already in the WAL
-// (a broker redelivering what weir had stored but not yet acknowledged).
-func (s *sourceStage) dropRedeliveries(b *pipeline.Batch) {
-	out := b.Records[:0]
-	for _, r := range b.Records {
-		if id := r.Origin.ID; id != "" {
-			if s.seen.has(id) {
-				s.stats.addDuplicate()
-				continue
-			}
-			s.seen.add(id)
-		}
-		out = append(out, r)
+// (a broker redelivering what weir had stored but not yet acknowledged),
+// within the source's dedupe_window, and remembers the ids of the others
+// as read at readAt. It returns how many ids it remembered.
+func (s *sourceStage) dropRedeliveries(b *pipeline.Batch, readAt time.Time) int {
+	kept, added, dropped := s.seen.filter(b.Records, readAt)
+	b.Records = kept
+	for range dropped {
+		s.stats.addDuplicate()
 	}
-	clear(b.Records[len(out):])
-	b.Records = out
+	return added
 }
 
 // replayWAL re-reads the ingest WAL: entries before the checkpointed
@@ -295,24 +294,24 @@ func (s *sourceStage) replayWAL(ctx context.Context, reads chan<- readResult) er
 		if err != nil {
 			return fmt.Errorf("ingest wal: %w", err)
 		}
-		recs, err := decodeWALBatch(append([]byte(nil), data...))
+		recs, readAt, err := decodeWALBatch(append([]byte(nil), data...))
 		if err != nil {
 			return fmt.Errorf("ingest wal: entry %d: %w", idx, err)
 		}
-		if idx < s.walFrom {
-			// Before the checkpoint: only remember the message ids.
-			for _, r := range recs {
-				if r.Origin.ID != "" {
-					s.seen.add(r.Origin.ID)
-				}
+		now := s.now()
+		if readAt.IsZero() {
+			readAt = now // written before the WAL kept read times: as if read now
+		}
+		for _, r := range recs {
+			if r.Origin.ID != "" {
+				s.seen.add(r.Origin.ID, readAt.UnixNano(), idx, now)
 			}
-			continue
+		}
+		if idx < s.walFrom {
+			continue // before the checkpoint: only the message ids count
 		}
 		for _, r := range recs {
 			r.Source = s.idx
-			if r.Origin.ID != "" {
-				s.seen.add(r.Origin.ID)
-			}
 		}
 		s.walFrom = idx + 1
 		pos, _ := json.Marshal(walPosition{WALIndex: s.walFrom})
@@ -325,32 +324,4 @@ func (s *sourceStage) replayWAL(ctx context.Context, reads chan<- readResult) er
 		s.logger.Info("replayed ingest WAL", "component", s.id, "records", replayed)
 	}
 	return nil
-}
-
-// idSet is a bounded set of recent message ids (FIFO eviction).
-type idSet struct {
-	max  int
-	set  map[string]struct{}
-	ring []string
-	next int
-}
-
-func newIDSet(max int) *idSet {
-	return &idSet{max: max, set: make(map[string]struct{}, 1024)}
-}
-
-func (s *idSet) has(id string) bool { _, ok := s.set[id]; return ok }
-
-func (s *idSet) add(id string) {
-	if _, ok := s.set[id]; ok {
-		return
-	}
-	if len(s.ring) < s.max {
-		s.ring = append(s.ring, id)
-	} else {
-		delete(s.set, s.ring[s.next])
-		s.ring[s.next] = id
-		s.next = (s.next + 1) % s.max
-	}
-	s.set[id] = struct{}{}
 }

@@ -13,8 +13,18 @@ import (
 // entry): a torn write can never keep half a batch that the source, never
 // acknowledged, would send again in full.
 //
-//	batch    version byte (2), uvarint record count, then per record:
-//	         uvarint length, record
+//	batch    version byte (3), varint read time (unix nanoseconds: when
+//	         the source returned the batch, the wall clock of ingestion),
+//	         uvarint record count, then per record: uvarint length, record
+//	         (version 2, written before weir kept the read time, has no
+//	         read time)
+//
+// The read time dates the batch's message ids for dedupe_window's age
+// when the seen-id set is rebuilt from the WAL. A record's own time (its
+// ingestion time unless the protocol carries a timestamp) is in the
+// record, so a replayed record has the event time it had when it was
+// first read: windows without event_time give the same result after a
+// kill as without one.
 //
 // and each record:
 //
@@ -25,13 +35,15 @@ import (
 //	headers  uvarint count, then per header: key (uvarint length, bytes), value (uvarint length, bytes)
 //	origin   name (uvarint length, bytes), offset varint, line varint, id (uvarint length, bytes)
 const (
-	walRecordVersion = 1
-	walBatchVersion  = 2
+	walRecordVersion  = 1
+	walBatchVersionV2 = 2
+	walBatchVersion   = 3
 )
 
-// encodeWALBatch appends one WAL entry holding recs.
-func encodeWALBatch(dst []byte, recs []*pipeline.Record, scratch []byte) ([]byte, []byte) {
+// encodeWALBatch appends one WAL entry holding recs, read at readAt.
+func encodeWALBatch(dst []byte, recs []*pipeline.Record, readAt time.Time, scratch []byte) ([]byte, []byte) {
 	dst = append(dst, walBatchVersion)
+	dst = binary.AppendVarint(dst, readAt.UnixNano())
 	dst = binary.AppendUvarint(dst, uint64(len(recs)))
 	for _, r := range recs {
 		scratch = encodeWALRecord(scratch[:0], r)
@@ -41,24 +53,28 @@ func encodeWALBatch(dst []byte, recs []*pipeline.Record, scratch []byte) ([]byte
 }
 
 // decodeWALBatch decodes an entry written by encodeWALBatch into records
-// from pipeline.NewRecords. data must not be reused afterwards: records
-// alias it.
-func decodeWALBatch(data []byte) ([]*pipeline.Record, error) {
-	if len(data) == 0 || data[0] != walBatchVersion {
-		return nil, errBadWALRecord
+// from pipeline.NewRecords, and the batch's read time (zero for a version
+// 2 entry). data must not be reused afterwards: records alias it.
+func decodeWALBatch(data []byte) ([]*pipeline.Record, time.Time, error) {
+	if len(data) == 0 || (data[0] != walBatchVersion && data[0] != walBatchVersionV2) {
+		return nil, time.Time{}, errBadWALRecord
 	}
 	d := walDecoder{b: data[1:]}
+	var readAt time.Time
+	if data[0] == walBatchVersion {
+		readAt = time.Unix(0, d.varint()).UTC()
+	}
 	n := d.uvarint()
 	if d.err != nil || n > uint64(len(d.b)) {
-		return nil, errBadWALRecord
+		return nil, time.Time{}, errBadWALRecord
 	}
 	recs := pipeline.NewRecords(int(n))
 	for _, r := range recs {
 		if err := decodeWALRecord(d.bytes(), r); err != nil || d.err != nil {
-			return nil, errBadWALRecord
+			return nil, time.Time{}, errBadWALRecord
 		}
 	}
-	return recs, nil
+	return recs, readAt, nil
 }
 
 var errBadWALRecord = errors.New("runtime: malformed ingest WAL record")

@@ -442,3 +442,56 @@ func TestColumnarEmptyCheckpoint(t *testing.T) {
 		t.Errorf("files after an empty checkpoint: %v", files)
 	}
 }
+
+// Part names hold the checkpoint id and a hash of the component id, which
+// starts with the pipeline's name: sinks of two pipelines with the same
+// sink id and the same checkpoint ids, in one directory with one file
+// stem (out and out/part.<ext> are different paths to validate, and one
+// process holds one output lock), name their parts apart, and every
+// record of both is committed.
+func TestColumnarPartNamesDifferBetweenPipelines(t *testing.T) {
+	for _, h := range commitHarnesses {
+		t.Run(h.name, func(t *testing.T) {
+			out := t.TempDir()
+			var sinks []*ColumnarSink
+			for i, p := range []string{"a", "b"} {
+				b := testBuild(t.TempDir(), pipeline.ExactlyOnce)
+				b.Pipeline, b.Component = p, p+"/sinks[0]/"+h.name
+				path := out
+				if i == 1 {
+					path = filepath.Join(out, "part."+h.name)
+				}
+				sinks = append(sinks, h.newSinkWith(t, path, b))
+			}
+			names := map[string]string{}
+			for ckpt := uint64(1); ckpt <= 3; ckpt++ {
+				for i, s := range sinks {
+					from := int(ckpt-1)*20 + i*10
+					mustWrite(t, s, numbered(from, from+10)...)
+					mustCommit(t, s, mustPreCommit(t, s, ckpt))
+				}
+			}
+			for _, f := range visibleFiles(t, out) {
+				for i, s := range sinks {
+					if strings.HasSuffix(f, "-"+s.sinkID+"."+h.name) {
+						names[f] = []string{"a", "b"}[i]
+					}
+				}
+			}
+			if got := len(visibleFiles(t, out)); got != 12 || len(names) != 12 {
+				t.Fatalf("%d visible parts, %d named after a sink; want 12 (3 checkpoints × 2 partitions × 2 sinks): %v", got, len(names), visibleFiles(t, out))
+			}
+			if sinks[0].sinkID == sinks[1].sinkID {
+				t.Fatalf("both sinks have id %s", sinks[0].sinkID)
+			}
+			if got, want := h.committedNumbers(t, out), seq(0, 60); !slices.Equal(got, want) {
+				t.Fatalf("committed %v, want 0..59 once each", got)
+			}
+			for _, s := range sinks {
+				if err := s.Close(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -448,6 +449,30 @@ func columnarJSONSchema(doc string, extra map[string]any) map[string]any {
 	}
 	return map[string]any{"type": "object", "description": doc, "required": []string{"path"},
 		"additionalProperties": false, "properties": props}
+}
+
+// columnarOutDir returns the output directory and file name stem of a
+// columnar sink's path: the path itself and "part", or for a path that
+// ends in .<ext> its directory and the name before the extension.
+func columnarOutDir(p, ext string) (dir, stem string) {
+	p = filepath.Clean(p)
+	if base := filepath.Base(p); strings.HasSuffix(base, "."+ext) && len(base) > len(ext)+1 {
+		return filepath.Dir(p), strings.TrimSuffix(base, "."+ext)
+	}
+	return p, "part"
+}
+
+// OwnedOutput implements pipeline.OutputOwner: the output directory.
+func (c *ParquetConfig) OwnedOutput() (pipeline.OwnedOutput, bool) {
+	dir, _ := columnarOutDir(c.Path, "parquet")
+	return pipeline.OwnedOutput{Path: dir, Tree: true}, c.Path != ""
+}
+
+// OwnedOutput implements pipeline.OutputOwner: the output directory; none
+// when streaming to stdout.
+func (c *ArrowConfig) OwnedOutput() (pipeline.OwnedOutput, bool) {
+	dir, _ := columnarOutDir(c.Path, "arrow")
+	return pipeline.OwnedOutput{Path: dir, Tree: true}, c.Path != "" && c.Path != "-"
 }
 
 // OutputPath implements pipeline.OutputPather (for parquet and arrow, whose

@@ -279,11 +279,7 @@ func newColumnarSink(b pipeline.Build, o ColumnarOptions, f columnarFormat) (*Co
 		s.schema.cur.Store(newSchemaState(o.Schema))
 		s.declared = true
 	}
-	p := b.Path(o.Path)
-	s.outDir, s.stem = p, "part"
-	if base := filepath.Base(p); strings.HasSuffix(base, "."+f.ext()) && len(base) > len(f.ext())+1 {
-		s.outDir, s.stem = filepath.Dir(p), strings.TrimSuffix(base, "."+f.ext())
-	}
+	s.outDir, s.stem = columnarOutDir(b.Path(o.Path), f.ext())
 	if o.Prefix != "" {
 		s.stem = o.Prefix
 	}

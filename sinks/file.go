@@ -54,6 +54,20 @@ func (c *FileConfig) OutputPath() string {
 	return c.Path.Source
 }
 
+// OwnedOutput implements pipeline.OutputOwner: the file, or for a
+// templated path the directory its literal text ends in (out/ for
+// out/{{ date(ts) }}/{{ service }}.jsonl), whose tree the values fill.
+func (c *FileConfig) OwnedOutput() (pipeline.OwnedOutput, bool) {
+	if c.Path == nil || c.Path.Source == "" {
+		return pipeline.OwnedOutput{}, false
+	}
+	src := c.Path.Source
+	if i := strings.Index(src, "{{"); i >= 0 {
+		return pipeline.OwnedOutput{Path: filepath.Dir(src[:i]), Tree: true}, true
+	}
+	return pipeline.OwnedOutput{Path: filepath.Clean(src)}, true
+}
+
 // Validate implements pipeline.Validator.
 func (c *FileConfig) Validate() error {
 	switch {

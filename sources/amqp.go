@@ -74,6 +74,9 @@ type AMQPConfig struct {
 	// Linger is how long Read keeps collecting after the first message of
 	// a batch before it returns a partial batch; default 5ms.
 	Linger time.Duration `yaml:"linger"`
+	// DedupeWindow bounds the ids of stored messages remembered to drop
+	// redeliveries (pipeline.DedupeWindow): {count: 131072} by default.
+	DedupeWindow pipeline.DedupeWindow `yaml:"dedupe_window"`
 }
 
 // AMQPBind is the `bind:` block of the amqp source.
@@ -94,8 +97,12 @@ type AMQPBind struct {
 // NewAMQPConfig returns an AMQPConfig with its defaults.
 func NewAMQPConfig() *AMQPConfig {
 	return &AMQPConfig{ConnectTimeout: 10 * time.Second, Heartbeat: 10 * time.Second,
-		MaxReconnectDelay: 10 * time.Second, Linger: 5 * time.Millisecond}
+		MaxReconnectDelay: 10 * time.Second, Linger: 5 * time.Millisecond,
+		DedupeWindow: pipeline.DefaultDedupeWindow()}
 }
+
+// SeenIDWindow implements pipeline.DedupeWindower.
+func (c *AMQPConfig) SeenIDWindow() pipeline.DedupeWindow { return c.DedupeWindow }
 
 // Validate implements pipeline.Validator.
 func (c *AMQPConfig) Validate() error {

@@ -67,6 +67,9 @@ type MQTTConfig struct {
 	// IDProperty names an MQTT v5 user property that carries a message
 	// id; when present it becomes Origin.ID, so redeliveries are dropped.
 	IDProperty string `yaml:"id_property"`
+	// DedupeWindow bounds the ids of stored messages remembered to drop
+	// redeliveries (pipeline.DedupeWindow): {count: 131072} by default.
+	DedupeWindow pipeline.DedupeWindow `yaml:"dedupe_window"`
 	// Username overrides the user of the URL.
 	Username string `yaml:"username"`
 	// PasswordFile is a file holding the password; it overrides the URL's.
@@ -89,7 +92,8 @@ type MQTTConfig struct {
 // NewMQTTConfig returns an MQTTConfig with its defaults.
 func NewMQTTConfig() *MQTTConfig {
 	return &MQTTConfig{QoS: 1, SessionExpiry: 24 * time.Hour, KeepAlive: 30 * time.Second,
-		ConnectTimeout: 10 * time.Second, MaxReconnectDelay: 10 * time.Second, Linger: 5 * time.Millisecond}
+		ConnectTimeout: 10 * time.Second, MaxReconnectDelay: 10 * time.Second, Linger: 5 * time.Millisecond,
+		DedupeWindow: pipeline.DefaultDedupeWindow()}
 }
 
 // GuaranteeWarning implements pipeline.GuaranteeWarner: under
@@ -103,6 +107,9 @@ func (c *MQTTConfig) GuaranteeWarning(g pipeline.Guarantee) string {
 	return "mqtt source without `id_property`: MQTT messages carry no id, so one that the broker sends again after weir stopped between writing it to the WAL and acknowledging it is processed twice; " +
 		"set `id_property` to a user property that the publishers fill with a unique id per message, and such redeliveries are dropped"
 }
+
+// SeenIDWindow implements pipeline.DedupeWindower.
+func (c *MQTTConfig) SeenIDWindow() pipeline.DedupeWindow { return c.DedupeWindow }
 
 // Validate implements pipeline.Validator.
 func (c *MQTTConfig) Validate() error {

@@ -83,13 +83,20 @@ type NATSConfig struct {
 	// Linger is how long Read keeps collecting after the first message of
 	// a batch; default 5ms.
 	Linger time.Duration `yaml:"linger"`
+	// DedupeWindow bounds the ids of stored messages remembered to drop
+	// redeliveries (pipeline.DedupeWindow): {count: 131072} by default.
+	DedupeWindow pipeline.DedupeWindow `yaml:"dedupe_window"`
 }
 
 // NewNATSConfig returns a NATSConfig with its defaults.
 func NewNATSConfig() *NATSConfig {
 	return &NATSConfig{AckWait: 30 * time.Second, ConnectTimeout: 10 * time.Second,
-		MaxReconnectDelay: 10 * time.Second, Linger: 5 * time.Millisecond}
+		MaxReconnectDelay: 10 * time.Second, Linger: 5 * time.Millisecond,
+		DedupeWindow: pipeline.DefaultDedupeWindow()}
 }
+
+// SeenIDWindow implements pipeline.DedupeWindower.
+func (c *NATSConfig) SeenIDWindow() pipeline.DedupeWindow { return c.DedupeWindow }
 
 // Validate implements pipeline.Validator.
 func (c *NATSConfig) Validate() error {

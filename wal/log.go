@@ -645,6 +645,21 @@ func (l *Log) Err() error {
 	return l.err
 }
 
+// FirstIndexAfter returns what FirstIndex would be after
+// TruncateBefore(index): the first index of the oldest segment that call
+// keeps. A caller that must save something about the records a
+// truncation deletes (weir's seen message ids) compares it with
+// FirstIndex first.
+func (l *Log) FirstIndexAfter(index uint64) uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	first := l.segs[0]
+	for i := 0; i+1 < len(l.segs) && l.segs[i+1] <= index; i++ {
+		first = l.segs[i+1]
+	}
+	return first
+}
+
 // TruncateBefore deletes, oldest first, every segment all of whose records
 // have indexes below index. It never deletes the active (last) segment or
 // any record at or above index, so FirstIndex may stay below index.
