@@ -59,7 +59,9 @@ func hasValue(v string) func(*got) bool {
 }
 
 // numbered checks that records are "n=<number>" lines, every number in
-// 1..n exactly once, and in increasing order within each file.
+// 1..n exactly once, and in increasing order within each file. A file is
+// its split (its identity): under rotation two files may carry one name
+// (app.log.1.gz of two rotations), and be read in turns.
 func numbered(t testing.TB, g *got, n int) {
 	t.Helper()
 	seen := make([]int, n+1)
@@ -70,10 +72,14 @@ func numbered(t testing.TB, g *got, n int) {
 			t.Fatalf("unexpected record %q from %s", r.Value, r.Origin.Name)
 		}
 		seen[k]++
-		if k <= last[r.Origin.Name] {
-			t.Fatalf("%s: %d after %d", r.Origin.Name, k, last[r.Origin.Name])
+		file := r.Split
+		if file == "" {
+			file = r.Origin.Name
 		}
-		last[r.Origin.Name] = k
+		if k <= last[file] {
+			t.Fatalf("%s (file %s): %d after %d", r.Origin.Name, file, k, last[file])
+		}
+		last[file] = k
 	}
 	for k := 1; k <= n; k++ {
 		if seen[k] != 1 {

@@ -683,6 +683,11 @@ func (s *kafkaSource) claimTasks(ctx context.Context, offsets map[string]map[int
 		for p := range ps {
 			key := kafkaTP{t, p}
 			c, err := s.claim(ctx, kafkaSplit(key), f)
+			if err != nil && ctx.Err() != nil {
+				// The group moved on (a rebalance, a lost session) while the
+				// claim was under way: this assignment is over.
+				err = fmt.Errorf("%w (%v)", pipeline.ErrFenced, err)
+			}
 			if err != nil {
 				return out, fmt.Errorf("kafka: claim task %s in generation %d: %w", kafkaSplit(key), f.Generation, err)
 			}
