@@ -27,19 +27,7 @@ func TestKafkaSinkTasks(t *testing.T) {
 	c := kafkatest.New(t)
 	in, out := c.Topic(t, 2), c.Topic(t, 1)
 	group := kafkatest.Name("g")
-	member := c.Client(t, kgo.ConsumerGroup(group), kgo.ConsumeTopics(in))
-	deadline := time.Now().Add(20 * time.Second)
-	fence := pipeline.Fence{Group: group, Generation: -1}
-	for fence.Generation < 0 && time.Now().Before(deadline) {
-		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		member.PollFetches(pctx)
-		cancel()
-		id, gen := member.GroupMetadata()
-		fence.MemberID, fence.Generation = id, int64(gen)
-	}
-	if fence.Generation < 0 {
-		t.Fatal("the group member did not join")
-	}
+	fence := joinGroup(t, c, group, in)
 	current := fence
 	cfg := sinks.NewKafkaConfig()
 	cfg.Brokers = c.Brokers
@@ -126,18 +114,7 @@ func TestKafkaSinkTasksIdleCommits(t *testing.T) {
 	c := kafkatest.New(t)
 	in, out := c.Topic(t, 1), c.Topic(t, 1)
 	group := kafkatest.Name("g")
-	member := c.Client(t, kgo.ConsumerGroup(group), kgo.ConsumeTopics(in))
-	fence := pipeline.Fence{Group: group, Generation: -1}
-	for deadline := time.Now().Add(20 * time.Second); fence.Generation < 0 && time.Now().Before(deadline); {
-		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		member.PollFetches(pctx)
-		cancel()
-		id, gen := member.GroupMetadata()
-		fence.MemberID, fence.Generation = id, int64(gen)
-	}
-	if fence.Generation < 0 {
-		t.Fatal("the group member did not join")
-	}
+	fence := joinGroup(t, c, group, in)
 	cfg := sinks.NewKafkaConfig()
 	cfg.Brokers = c.Brokers
 	cfg.Topic, _ = pipeline.CompileTemplate(out, pipeline.Pos{})
@@ -190,4 +167,22 @@ func TestKafkaSinkTasksIdleCommits(t *testing.T) {
 		t.Fatalf("commit after the idle time: %v", err)
 	}
 	exactlyOnce(t, c.ReadCommitted(t, out, 5), 5)
+}
+
+// joinGroup makes a member of group on topic and returns its membership.
+func joinGroup(t *testing.T, c *kafkatest.Cluster, group, topic string) pipeline.Fence {
+	t.Helper()
+	member := c.Client(t, kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic))
+	fence := pipeline.Fence{Group: group, Generation: -1}
+	for deadline := time.Now().Add(20 * time.Second); fence.Generation < 0 && time.Now().Before(deadline); {
+		pctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		member.PollFetches(pctx)
+		cancel()
+		id, gen := member.GroupMetadata()
+		fence.MemberID, fence.Generation = id, int64(gen)
+	}
+	if fence.Generation < 0 {
+		t.Fatal("the group member did not join")
+	}
+	return fence
 }

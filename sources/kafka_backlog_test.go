@@ -185,26 +185,32 @@ pipelines:
 				lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
 				t.Errorf("%d dead letters written, the first: %s", len(lines), lines[0])
 			}
-			missing, wrong := 0, 0
-			for k, n := range want {
-				switch g, ok := got[k]; {
-				case !ok:
-					missing++
-				case g != n:
-					wrong++
-					if wrong <= 3 {
-						t.Errorf("window %s %s: count %d, GROUP BY gives %d", k.Start, k.Service, g, n)
-					}
-				}
-			}
-			for k := range got {
-				if _, ok := want[k]; !ok {
-					t.Errorf("window %s %s is not in the GROUP BY", k.Start, k.Service)
-				}
-			}
-			if missing > 0 || wrong > 0 {
-				t.Errorf("%d of %d windows missing, %d with a wrong count", missing, len(want), wrong)
-			}
+			checkWindows(t, want, got)
 		})
+	}
+}
+
+// checkWindows compares the windows a pipeline wrote with a GROUP BY's.
+func checkWindows(t *testing.T, want, got map[windowKey]int) {
+	t.Helper()
+	missing, wrong := 0, 0
+	for k, n := range want {
+		switch g, ok := got[k]; {
+		case !ok:
+			missing++
+		case g != n:
+			wrong++
+			if wrong <= 3 {
+				t.Errorf("window %s %s: count %d, GROUP BY gives %d", k.Start, k.Service, g, n)
+			}
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("window %s %s is not in the GROUP BY", k.Start, k.Service)
+		}
+	}
+	if missing > 0 || wrong > 0 {
+		t.Errorf("%d of %d windows missing, %d with a wrong count", missing, len(want), wrong)
 	}
 }

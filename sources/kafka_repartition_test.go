@@ -123,24 +123,5 @@ pipelines:
 	if len(b) == 0 || len(deadLines) != 1 || !bytes.Contains(deadLines[0], []byte(`"reason":"parse"`)) || !bytes.Contains(deadLines[0], []byte(`broken`)) {
 		t.Errorf("dead letters: want exactly the malformed line, with reason parse; got %d: %s", len(deadLines), b)
 	}
-	missing, wrong := 0, 0
-	for k, n := range want {
-		switch g, ok := got[k]; {
-		case !ok:
-			missing++
-		case g != n:
-			wrong++
-			if wrong <= 3 {
-				t.Errorf("window %s %s: count %d, GROUP BY gives %d", k.Start, k.Service, g, n)
-			}
-		}
-	}
-	for k := range got {
-		if _, ok := want[k]; !ok {
-			t.Errorf("window %s %s is not in the GROUP BY", k.Start, k.Service)
-		}
-	}
-	if missing > 0 || wrong > 0 {
-		t.Errorf("%d of %d windows missing, %d with a wrong count", missing, len(want), wrong)
-	}
+	checkWindows(t, want, got)
 }
