@@ -133,14 +133,28 @@ records:
 	return nil
 }
 
-// FieldListConfig is `drop_fields: [a, b]` or `keep_fields: [a, b]`.
+// FieldListConfig is `drop_fields: [a, b]` or `keep_fields: [a, b]`. Each
+// item is a top-level field name as written (`log.level` is the key with
+// a dot in it), or the same name in the expression form $["log.level"].
 type FieldListConfig struct {
 	Fields []string
 	keep   bool
 }
 
 // UnmarshalYAML takes the list as the whole value.
-func (c *FieldListConfig) UnmarshalYAML(n ast.Node) error { return pipeline.DecodeNode(n, &c.Fields) }
+func (c *FieldListConfig) UnmarshalYAML(n ast.Node) error {
+	if err := pipeline.DecodeNode(n, &c.Fields); err != nil {
+		return err
+	}
+	for i, f := range c.Fields {
+		name, err := pipeline.FieldNameOf(f)
+		if err != nil {
+			return fmt.Errorf("%q: %w", f, err)
+		}
+		c.Fields[i] = name
+	}
+	return nil
+}
 
 // Validate implements pipeline.Validator.
 func (c *FieldListConfig) Validate() error {

@@ -33,9 +33,10 @@ func init() {
 //     errors: count()
 //     p99: quantile(latency_ms, 0.99)
 //
-// A group_by item is a field name (the output field has that name), an
-// expression (the output field is named by its text), or a mapping of
-// output names to expressions. The aggregate functions are listed with
+// A group_by item is a field name (the output field has that name; any
+// name as $["name"], such as $["service.name"]), an expression (the output
+// field is named by its text), or a mapping of output names to
+// expressions. The aggregate functions are listed with
 // Aggregate. Each output record has, in order, window_start and window_end
 // (RFC 3339 UTC with milliseconds), the group-by fields, the aggregates,
 // and firing (on_time, late or early); see Window for the semantics.
@@ -246,7 +247,11 @@ func (c *WindowConfig) decodeGroupBy(p yamlPair) error {
 			if err != nil {
 				return err
 			}
-			c.GroupBy = append(c.GroupBy, GroupField{Name: strings.TrimSpace(e.Source), Expr: e})
+			name, ok := e.FieldName() // service, $["service.name"]
+			if !ok {
+				name = strings.TrimSpace(e.Source)
+			}
+			c.GroupBy = append(c.GroupBy, GroupField{Name: name, Expr: e})
 		}
 	}
 	return nil
