@@ -411,6 +411,7 @@ func (l *loader) pipeline(n ast.Node) *Spec {
 		}
 	}
 	l.warnTaskKeys(s)
+	l.warnBareWords(s)
 	for _, c := range s.Sources {
 		if w, ok := c.Config.(GuaranteeWarner); ok {
 			if msg := w.GuaranteeWarning(s.Guarantee); msg != "" {

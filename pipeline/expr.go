@@ -85,6 +85,69 @@ func (e *Expr) compile() error {
 	return nil
 }
 
+// BareWord is a name in an expression that reads a field but may have
+// been meant as text: in `level == error`, error is the field error, not
+// the text "error".
+type BareWord struct {
+	Name string
+	Pos  Pos    // the name's position in the configuration
+	Text string // the expression with the name written as text
+}
+
+// BareWords returns the names that read a field where a text constant is
+// as likely: the right-hand side of == or != and the items of an `in`
+// list, when the other side is a name too; and, when whole is set, the
+// whole expression if it is a single name (a map value). The explicit
+// forms $["name"] and $.name are never reported.
+func (e *Expr) BareWords(whole bool) []BareWord {
+	var ids []*ast.IdentifierNode
+	root := e.program.Node()
+	names := &nameCollector{}
+	ast.Walk(&root, names)
+	isName := func(n ast.Node) (*ast.IdentifierNode, bool) {
+		id, ok := n.(*ast.IdentifierNode)
+		return id, ok && id.Value != "$env" && !names.lets[id.Value]
+	}
+	if id, ok := isName(root); ok && whole {
+		ids = append(ids, id)
+	}
+	ast.Find(root, func(n ast.Node) bool {
+		b, ok := n.(*ast.BinaryNode)
+		if !ok {
+			return false
+		}
+		if _, ok := isName(b.Left); !ok {
+			return false
+		}
+		switch b.Operator {
+		case "==", "!=":
+			if id, ok := isName(b.Right); ok {
+				ids = append(ids, id)
+			}
+		case "in", "not in":
+			if arr, ok := b.Right.(*ast.ArrayNode); ok {
+				for _, item := range arr.Nodes {
+					if id, ok := isName(item); ok {
+						ids = append(ids, id)
+					}
+				}
+			}
+		}
+		return false
+	})
+	out := make([]BareWord, 0, len(ids))
+	src := []rune(e.Source)
+	for _, id := range ids {
+		loc := id.Location()
+		text := e.Source
+		if loc.From >= 0 && loc.From+len([]rune(id.Value)) <= len(src) {
+			text = string(src[:loc.From]) + strconv.Quote(id.Value) + string(src[loc.From+len([]rune(id.Value)):])
+		}
+		out = append(out, BareWord{Name: id.Value, Pos: e.posAt(loc.From), Text: text})
+	}
+	return out
+}
+
 // FieldNameOf reads a field name written in a list of names (drop_fields,
 // rename): the text itself, or, when it starts with "$", the name that
 // the expression $["name"] reads.
