@@ -500,11 +500,12 @@ func (l *loader) component(n ast.Node, kind Kind, where string) *Component {
 	}
 	c := &Component{Kind: kind, Name: p.key, ID: where + "/" + p.key, Pos: l.pos(p.kn), Entry: e, Config: e.NewConfig()}
 	if p.value != nil {
-		dec := yaml.NewDecoder(bytes.NewReader(nil), yaml.DisallowUnknownField())
-		if err := dec.DecodeFromNode(p.value, c.Config); err != nil {
-			l.errs = append(l.errs, toConfigError(l.file, err, l.pos(p.value)))
+		cfg, errs := l.decodeComponent(p.value, e)
+		if errs != nil {
+			l.errs = append(l.errs, errs...)
 			return nil
 		}
+		c.Config = cfg
 	}
 	if v, ok := c.Config.(Validator); ok {
 		if err := v.Validate(); err != nil {
