@@ -68,6 +68,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 // runInput is run reading stdin, which only a confirmation question does.
 func runInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := "run"
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
@@ -87,14 +91,18 @@ func runInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdSchema(args, stdout)
 	case "version":
 		fmt.Fprintf(stdout, "weir %s\n", version)
-	case "help", "-h", "--help":
+	case "help":
 		fmt.Fprint(stdout, usage)
 	default:
 		err = usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
 	var ue usageError
+	var he helpError
 	switch {
 	case err == nil:
+		return exitOK
+	case errors.As(err, &he):
+		printHelp(stdout, he.fs)
 		return exitOK
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "weir: %v\n\n%s", err, usage)
@@ -136,7 +144,7 @@ func newFlags(name string) *flag.FlagSet {
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return helpError{fs}
 		}
 		return usageError{err.Error()}
 	}
@@ -188,7 +196,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	quiet := fs.Bool("quiet", false, "no progress lines, no summary")
 	watch := fs.Bool("watch", false, "reload the configuration when the file changes")
 	watchEvery := fs.Duration("watch-interval", time.Second, "how often --watch checks the file")
-	httpAddr := fs.String("http", "", "admin endpoints address, overriding the configuration's `http:`")
+	httpAddr := fs.String("http", "", "admin endpoints address, overriding the configuration's http: key")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

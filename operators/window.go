@@ -97,7 +97,9 @@ func (c *WindowConfig) UnmarshalYAML(n ast.Node) error {
 		c.Kind, kindNode, kindKey = kind, p.kn, p.key
 		return nil
 	}
-	for _, p := range pairs {
+	// Every key is decoded, and every problem reported, not only the first.
+	var errs pipeline.ConfigErrors
+	decode := func(p yamlPair) (err error) {
 		switch p.key {
 		case "tumbling":
 			if err := setKind(p, "tumbling"); err != nil {
@@ -143,9 +145,13 @@ func (c *WindowConfig) UnmarshalYAML(n ast.Node) error {
 			return configErr(p.kn, "window: unknown key %q (want %s)", p.key, knownKeys("tumbling", "hopping", "sliding", "session", "event_time",
 				"watermark", "allowed_lateness", "idle_timeout", "early_every", "parallelism", "group_by", "aggregate"))
 		}
-		if err != nil {
-			return err
-		}
+		return err
+	}
+	for _, p := range pairs {
+		errs = appendConfigErr(errs, decode(p), p.kn)
+	}
+	if len(errs) > 0 {
+		return errs
 	}
 	if c.Kind == "" {
 		return configErr(n, "window: needs one of tumbling, hopping or session")
@@ -262,17 +268,23 @@ func (c *WindowConfig) decodeAggregates(p yamlPair) error {
 	if err != nil {
 		return err
 	}
+	var errs pipeline.ConfigErrors
 	for _, q := range pairs {
 		text, pos, ok := scalarTextPos(q.value)
 		if !ok {
-			return configErr(q.at(), "window: aggregate %q: want a call such as count() or sum(bytes), got %s", q.key, yamlDescribe(q.value))
+			errs = append(errs, configErr(q.at(), "window: aggregate %q: want a call such as count() or sum(bytes), got %s", q.key, yamlDescribe(q.value)))
+			continue
 		}
 		a, err := parseAggregate(q.key, text, pos)
 		if err != nil {
-			return err
+			errs = appendConfigErr(errs, err, q.kn)
+			continue
 		}
 		a.namePos = pipeline.NodePos(q.kn)
 		c.Aggregates = append(c.Aggregates, a)
+	}
+	if len(errs) > 0 {
+		return errs
 	}
 	return nil
 }
