@@ -213,7 +213,6 @@ func nearest(k string, keys []string) string {
 	return best
 }
 
-
 // describeType says what a value of Go type t is written as in YAML.
 func describeType(t reflect.Type) string {
 	if t == durationType {
