@@ -105,6 +105,27 @@ func (fs *Fields) Delete(name string) {
 	}
 }
 
+// Rename gives the field old the name new, in its place and with its
+// value (and original encoding) unchanged; a field already named new is
+// replaced. It reports whether old existed.
+func (fs *Fields) Rename(old, new string) bool {
+	i := fs.index(old)
+	if i < 0 {
+		return false
+	}
+	if old == new {
+		return true
+	}
+	if j := fs.index(new); j >= 0 {
+		fs.f = append(fs.f[:j], fs.f[j+1:]...)
+		if j < i {
+			i--
+		}
+	}
+	fs.f[i].name = new
+	return true
+}
+
 // Keep removes every field whose name is not in names.
 func (fs *Fields) Keep(names map[string]struct{}) {
 	out := fs.f[:0]
