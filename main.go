@@ -2,7 +2,7 @@
 //
 //	weir run [-c pipelines.yaml] [--pipeline NAME]...   run pipelines (default command)
 //	weir validate [-c pipelines.yaml]                   check a configuration, list every error
-//	weir checkpoints [-c pipelines.yaml] [--pipeline NAME]  show the last checkpoints
+//	weir checkpoints [-c pipelines.yaml] [--pipeline NAME] [--json]  summarize the last checkpoint
 //	weir wal stat|dump DIR [--from N]                   inspect a write-ahead log
 //	weir wal verify DIR [--repair [--yes]]              check a write-ahead log, truncate a torn tail
 //	weir test [-c pipelines.yaml] [--pipeline NAME]...  run the pipelines' `tests:`
@@ -121,7 +121,7 @@ const usage = `usage:
   weir test [-c FILE] [--pipeline NAME]... [-v]
   weir schema
   weir validate [-c FILE]
-  weir checkpoints [-c FILE] [--pipeline NAME]
+  weir checkpoints [-c FILE] [--pipeline NAME] [--json]
   weir wal stat DIR | weir wal dump DIR [--from N] | weir wal verify DIR [--repair [--yes]]
   weir version
 
