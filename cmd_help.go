@@ -15,7 +15,7 @@ func (e helpError) Unwrap() error { return flag.ErrHelp }
 
 // synopses are the usage lines of each command, by flag set name.
 var synopses = map[string]string{
-	"run":         "weir run [-c FILE] [--pipeline NAME]... [--log-level LEVEL] [--log-format auto|text|json]\n         [--quiet] [--watch [--watch-interval 1s]] [--http ADDR]\n\nRuns the pipelines of FILE (default ./pipelines.yaml) until their input ends or SIGINT/SIGTERM.",
+	"run":         "weir run [-c FILE] [--pipeline NAME]... [--log-level LEVEL] [--log-format auto|text|json]\n         [--quiet] [--watch [--watch-interval 1s]] [--http ADDR] [--fail-fast]\n\nRuns the pipelines of FILE (default ./pipelines.yaml) until their input ends or SIGINT/SIGTERM.",
 	"validate":    "weir validate [-c FILE]\n\nChecks a configuration and prints every error and warning with file:line:column.",
 	"checkpoints": "weir checkpoints [-c FILE] [--pipeline NAME]... [--json]\n\nSummarizes each pipeline's newest checkpoint: source positions, operator state sizes, sink tokens, tasks; --json prints it as stored.",
 	"test":        "weir test [-c FILE] [--pipeline NAME]... [-v]\n\nRuns the pipelines' `tests:`.",

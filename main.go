@@ -117,7 +117,7 @@ func runInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 const usage = `usage:
   weir run [-c FILE] [--pipeline NAME]... [--log-level LEVEL] [--log-format auto|text|json]
-           [--quiet] [--watch [--watch-interval 1s]] [--http ADDR]
+           [--quiet] [--watch [--watch-interval 1s]] [--http ADDR] [--fail-fast]
   weir test [-c FILE] [--pipeline NAME]... [-v]
   weir schema
   weir validate [-c FILE]
@@ -197,6 +197,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	watch := fs.Bool("watch", false, "reload the configuration when the file changes")
 	watchEvery := fs.Duration("watch-interval", time.Second, "how often --watch checks the file")
 	httpAddr := fs.String("http", "", "admin endpoints address, overriding the configuration's http: key")
+	failFast := fs.Bool("fail-fast", false, "stop every pipeline when one fails, instead of retrying it as its restart: says")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -265,7 +266,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 			logger.Warn("telemetry", "err", err)
 		}
 	}()
-	sup, err := runtime.NewSupervisor(rev, only, tel.RunOptions(runtime.Options{Logger: logger, OnStats: tracker.Track}))
+	sup, err := runtime.NewSupervisor(rev, only, tel.RunOptions(runtime.Options{Logger: logger, OnStats: tracker.Track, FailFast: *failFast}))
 	if err != nil {
 		return err
 	}

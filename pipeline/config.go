@@ -97,6 +97,8 @@ type Spec struct {
 	DeadLetter *Component
 	// Tests holds the `tests:` node, for `weir test`; nil when absent.
 	Tests ast.Node
+	// Restart is what the supervisor does when the pipeline fails.
+	Restart Restart
 }
 
 // Component is one configured source, operator or sink.
@@ -329,7 +331,7 @@ func (l *loader) str(p pair) string {
 }
 
 func (l *loader) pipeline(n ast.Node) *Spec {
-	s := &Spec{Pos: l.pos(n), Guarantee: ExactlyOnce, CheckpointInterval: time.Second, BatchSize: DefaultBatchSize, WALSync: "always"}
+	s := &Spec{Pos: l.pos(n), Guarantee: ExactlyOnce, CheckpointInterval: time.Second, BatchSize: DefaultBatchSize, WALSync: "always", Restart: DefaultRestart}
 	ps, ok := l.pairs(n, "pipeline")
 	if !ok {
 		return nil
@@ -385,8 +387,10 @@ func (l *loader) pipeline(n ast.Node) *Spec {
 			}
 		case "tests":
 			s.Tests = p.value
+		case "restart":
+			s.Restart = l.restart(p)
 		default:
-			l.errorf(p.kn, "pipeline: unknown key %q (want name, guarantee, checkpoint_interval, batch_size, wal_sync, sources, operators, sinks, dead_letter, tests)", p.key)
+			l.errorf(p.kn, "pipeline: unknown key %q (want name, guarantee, checkpoint_interval, batch_size, wal_sync, restart, sources, operators, sinks, dead_letter, tests)", p.key)
 		}
 	}
 	switch {

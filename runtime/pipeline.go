@@ -37,6 +37,9 @@ type Options struct {
 	// operators (see pipeline.Stateless); 0 means GOMAXPROCS. 1 runs every
 	// operator on the chain's goroutine.
 	Workers int
+	// FailFast makes the first failure of a supervised pipeline stop every
+	// pipeline (weir run --fail-fast), instead of its restart policy.
+	FailFast bool
 }
 
 func (o Options) withDefaults() Options {
