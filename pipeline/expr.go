@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/expr-lang/expr/builtin"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
+	vmruntime "github.com/expr-lang/expr/vm/runtime"
 	yamlast "github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/token"
 )
@@ -63,6 +65,7 @@ func (e *Expr) compile() error {
 	names := &nameCollector{}
 	fields := &fieldAccess{names: names}
 	opts := append([]expr.Option{expr.Env(map[string]any{}), expr.AllowUndefinedVariables(), expr.Patch(names), expr.Patch(fields)}, exprFunctions...)
+	opts = append(opts, checkedArithmetic...)
 	p, err := expr.Compile(e.Source, opts...)
 	if fields.err != nil {
 		return &ConfigError{Pos: e.posAt(fields.errAt), Msg: fmt.Sprintf("expression %q: %s", e.Source, fields.err)}
@@ -188,6 +191,97 @@ func (e *Expr) posAt(from int) Pos {
 	return pos
 }
 
+// Arithmetic is checked: + - * on whole numbers that overflow int64, and
+// / or % by zero, are errors (the record goes to the dead-letter output
+// with the reason) instead of wrapping around, or giving +Inf (written as
+// null). fieldAccess replaces each such operator by a call of its checked
+// form, which computes as expr-lang does (strings, times, durations) once
+// the check has passed. A result that is not a finite number, or a field
+// whose number is out of range (1e400), is an error too (see Eval).
+
+// checkedOperators maps an operator to the name of its checked function.
+// The names start with "$", so no expression can call them by name.
+var checkedOperators = map[string]string{"+": "$add", "-": "$sub", "*": "$mul", "/": "$div", "%": "$mod"}
+
+// checkedArithmetic are the checked operator functions.
+var checkedArithmetic = []expr.Option{
+	expr.Function("$add", func(p ...any) (any, error) {
+		if a, b, ok := twoInts(p); ok && (b > 0 && a > math.MaxInt64-b || b < 0 && a < math.MinInt64-b) {
+			return nil, fmt.Errorf("integer overflow: %d + %d", a, b)
+		}
+		return vmruntime.Add(p[0], p[1]), nil
+	}),
+	expr.Function("$sub", func(p ...any) (any, error) {
+		if a, b, ok := twoInts(p); ok && (b < 0 && a > math.MaxInt64+b || b > 0 && a < math.MinInt64+b) {
+			return nil, fmt.Errorf("integer overflow: %d - %d", a, b)
+		}
+		return vmruntime.Subtract(p[0], p[1]), nil
+	}),
+	expr.Function("$mul", func(p ...any) (any, error) {
+		if a, b, ok := twoInts(p); ok && a != 0 && b != 0 {
+			r := a * b
+			if r/b != a || a == -1 && b == math.MinInt64 || b == -1 && a == math.MinInt64 {
+				return nil, fmt.Errorf("integer overflow: %d * %d", a, b)
+			}
+		}
+		return vmruntime.Multiply(p[0], p[1]), nil
+	}),
+	expr.Function("$div", func(p ...any) (any, error) {
+		if isZero(p[1]) {
+			return nil, fmt.Errorf("division by zero: %v / %v", p[0], p[1])
+		}
+		return vmruntime.Divide(p[0], p[1]), nil
+	}),
+	expr.Function("$mod", func(p ...any) (any, error) {
+		if isZero(p[1]) {
+			return nil, fmt.Errorf("division by zero: %v %% %v", p[0], p[1])
+		}
+		return vmruntime.Modulo(p[0], p[1]), nil
+	}),
+}
+
+// typeKnown reports whether the checker gave n a concrete type.
+func typeKnown(n ast.Node) bool {
+	t := n.Type()
+	return t != nil && t.Kind() != reflect.Interface
+}
+
+// twoInts returns p[0] and p[1] as int64 when both are whole numbers.
+func twoInts(p []any) (a, b int64, ok bool) {
+	a, ok1 := wholeNumber(p[0])
+	b, ok2 := wholeNumber(p[1])
+	return a, b, ok1 && ok2
+}
+
+func wholeNumber(v any) (int64, bool) {
+	switch x := v.(type) {
+	case int:
+		return int64(x), true
+	case int64:
+		return x, true
+	case int32:
+		return int64(x), true
+	case int16:
+		return int64(x), true
+	case int8:
+		return int64(x), true
+	}
+	return 0, false
+}
+
+func isZero(v any) bool {
+	if n, ok := wholeNumber(v); ok {
+		return n == 0
+	}
+	switch x := v.(type) {
+	case float64:
+		return x == 0
+	case float32:
+		return x == 0
+	}
+	return false
+}
+
 // A field is reached by its name as a variable (status, log.level for a
 // nested object), or by any name through the record itself: $env is the
 // record (expr-lang's name for the environment) and $ is short for it, so
@@ -234,6 +328,14 @@ type fieldAccess struct {
 }
 
 func (f *fieldAccess) Visit(node *ast.Node) {
+	if b, ok := (*node).(*ast.BinaryNode); ok {
+		// Operands whose types the checker knows (literals, typed function
+		// results) keep expr-lang's operator, and its errors at load.
+		if fn, ok := checkedOperators[b.Operator]; ok && !(typeKnown(b.Left) && typeKnown(b.Right)) {
+			ast.Patch(node, &ast.CallNode{Callee: &ast.IdentifierNode{Value: fn}, Arguments: []ast.Node{b.Left, b.Right}})
+		}
+		return
+	}
 	id, ok := (*node).(*ast.IdentifierNode)
 	if !ok || f.names.lets[id.Value] {
 		return
@@ -384,11 +486,18 @@ func (e *Expr) Eval(r *Record) (any, error) {
 		}
 	}
 	for _, name := range e.vars {
-		e.env[name] = fs.Get(name)
+		v := fs.Get(name)
+		if f, ok := v.(float64); ok && (math.IsInf(f, 0) || math.IsNaN(f)) {
+			return nil, fmt.Errorf("expression %q: field %q holds a number out of range (%v)", e.Source, name, f)
+		}
+		e.env[name] = v
 	}
 	out, err := e.vm.Run(e.program, e.env)
 	if err != nil {
 		return nil, fmt.Errorf("expression %q: %w", e.Source, err)
+	}
+	if f, ok := out.(float64); ok && (math.IsInf(f, 0) || math.IsNaN(f)) {
+		return nil, fmt.Errorf("expression %q: the result, %v, is not a finite number", e.Source, f)
 	}
 	return out, nil
 }

@@ -142,3 +142,43 @@ func TestExprTimeZones(t *testing.T) {
 		t.Errorf("an unknown zone: %v", err)
 	}
 }
+
+// Arithmetic does not wrap around or turn into null: overflow, division
+// by zero and numbers out of range are errors (dead letters, with the
+// reason), and a type mistake between literals is still refused at load.
+func TestExprNumbersBehaveAsTyped(t *testing.T) {
+	var r Record
+	r.Value = []byte(`{"p":9223372036854775807,"n":-9223372036854775808,"a":7,"z":0,"f":0.0,"big":1e400,"x":2.5}`)
+	_ = r.SetFields().ParseJSONObject(r.Value)
+	for _, c := range []struct{ src, err string }{
+		{`p + 1`, "integer overflow: 9223372036854775807 + 1"},
+		{`n - 1`, "integer overflow: -9223372036854775808 - 1"},
+		{`p * 2`, "integer overflow: 9223372036854775807 * 2"},
+		{`n * -1`, "integer overflow: -9223372036854775808 * -1"},
+		{`a / z`, "division by zero: 7 / 0"},
+		{`a % z`, "division by zero: 7 % 0"},
+		{`x / f`, "division by zero: 2.5 / 0"},
+		{`big`, `field "big" holds a number out of range (+Inf)`},
+		{`big > 1`, `field "big" holds a number out of range`},
+		{`x ** 100000`, "the result, +Inf, is not a finite number"},
+	} {
+		v, err := MustCompileExpr(c.src).Eval(&r)
+		if err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%s = %v, %v; want the error %q", c.src, v, err, c.err)
+		}
+	}
+	for _, c := range []struct {
+		src  string
+		want any
+	}{
+		{`p - 1`, 9223372036854775806}, {`a * 3`, 21}, {`a / 2`, 3.5}, {`a % 4`, 3},
+		{`"x" + to_string(a)`, "x7"}, {`x * 2`, 5.0}, {`p + 0`, 9223372036854775807},
+	} {
+		if v, err := MustCompileExpr(c.src).Eval(&r); err != nil || !reflect.DeepEqual(v, c.want) {
+			t.Errorf("%s = %#v, %v; want %#v", c.src, v, err, c.want)
+		}
+	}
+	if _, err := CompileExpr(`"a" - 1`, Pos{}); err == nil || !strings.Contains(err.Error(), "mismatched types string and int") {
+		t.Errorf(`"a" - 1 compiled: %v`, err)
+	}
+}

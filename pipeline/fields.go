@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"strconv"
 	"unsafe"
 
@@ -279,10 +280,10 @@ func parseNumber(raw []byte) any {
 		}
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
 		return nil
 	}
-	return f
+	return f // out of range: ±Inf (or 0 for an underflow), which expressions refuse
 }
 
 func kindOf(t jsonparser.ValueType, value []byte) rawKind {
