@@ -19,6 +19,8 @@ var synopses = map[string]string{
 	"validate":    "weir validate [-c FILE]\n\nChecks a configuration and prints every error and warning with file:line:column.",
 	"checkpoints": "weir checkpoints [-c FILE] [--pipeline NAME]... [--json]\n\nSummarizes each pipeline's newest checkpoint: source positions, operator state sizes, sink tokens, tasks; --json prints it as stored.",
 	"test":        "weir test [-c FILE] [--pipeline NAME]... [-v]\n\nRuns the pipelines' `tests:`.",
+	"state":       "weir state reset [-c FILE] --pipeline NAME [--operator ID]\n\nChanges a stopped pipeline's stored state.",
+	"state reset": "weir state reset [-c FILE] --pipeline NAME [--operator ID]\n\nDrops operator state from the pipeline's newest checkpoint, for a stateful operator whose configuration changed\n(a window of another size): the next run starts it empty from the committed positions. The pipeline must be stopped.",
 	"schema":      "weir schema\n\nPrints the JSON Schema of the YAML configuration.",
 	"wal":         "weir wal stat DIR | weir wal dump DIR [--from N] | weir wal verify DIR [--repair [--yes]]\n\nInspects, checks and repairs a write-ahead log directory.",
 	"wal stat":    "weir wal stat DIR\n\nPrints the segments and record counts of a write-ahead log.",

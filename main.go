@@ -3,6 +3,7 @@
 //	weir run [-c pipelines.yaml] [--pipeline NAME]...   run pipelines (default command)
 //	weir validate [-c pipelines.yaml]                   check a configuration, list every error
 //	weir checkpoints [-c pipelines.yaml] [--pipeline NAME] [--json]  summarize the last checkpoint
+//	weir state reset [-c pipelines.yaml] --pipeline NAME [--operator ID]  drop operator state
 //	weir wal stat|dump DIR [--from N]                   inspect a write-ahead log
 //	weir wal verify DIR [--repair [--yes]]              check a write-ahead log, truncate a torn tail
 //	weir test [-c pipelines.yaml] [--pipeline NAME]...  run the pipelines' `tests:`
@@ -83,6 +84,8 @@ func runInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdValidate(args, stdout)
 	case "checkpoints":
 		err = cmdCheckpoints(args, stdout)
+	case "state":
+		err = cmdState(args, stdout)
 	case "wal":
 		err = cmdWAL(args, stdin, stdout, stderr)
 	case "test":
@@ -122,6 +125,7 @@ const usage = `usage:
   weir schema
   weir validate [-c FILE]
   weir checkpoints [-c FILE] [--pipeline NAME] [--json]
+  weir state reset [-c FILE] --pipeline NAME [--operator ID]
   weir wal stat DIR | weir wal dump DIR [--from N] | weir wal verify DIR [--repair [--yes]]
   weir version
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -383,6 +384,59 @@ func (c *WindowConfig) plan(id string) *windowPlan {
 	}
 	p.fingerprint = fp.String()
 	return p
+}
+
+// describeWindowFingerprint renders a plan's fingerprint in the units of
+// the configuration: "tumbling 10s, 1 group_by field, aggregates
+// sum(1 argument), quantile(q=0.99)". A fingerprint it cannot read is
+// shown as it is.
+func describeWindowFingerprint(fp string) string {
+	parts := strings.Fields(fp)
+	if len(parts) < 5 {
+		return strconv.Quote(fp)
+	}
+	num := func(kv string) (int64, bool) {
+		_, v, ok := strings.Cut(kv, "=")
+		n, err := strconv.ParseInt(v, 10, 64)
+		return n, ok && err == nil
+	}
+	size, ok1 := num(parts[1])
+	slide, ok2 := num(parts[2])
+	gap, ok3 := num(parts[3])
+	groups, ok4 := num(parts[4])
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return strconv.Quote(fp)
+	}
+	var b strings.Builder
+	switch parts[0] {
+	case "session":
+		fmt.Fprintf(&b, "session gap %s", time.Duration(gap))
+	case "hopping":
+		fmt.Fprintf(&b, "hopping size %s slide %s", time.Duration(size), time.Duration(slide))
+	default:
+		fmt.Fprintf(&b, "%s %s", parts[0], time.Duration(size))
+	}
+	fmt.Fprintf(&b, ", %d group_by field(s)", groups)
+	var aggs []string
+	for _, a := range parts[5:] {
+		f := strings.Split(a, "/")
+		if len(f) != 4 {
+			aggs = append(aggs, a)
+			continue
+		}
+		desc := f[0] + "(" + f[1] + " argument(s)"
+		if f[2] != "0" {
+			desc += ", q=" + f[2]
+		}
+		if f[3] != "0" {
+			desc += ", n=" + f[3]
+		}
+		aggs = append(aggs, desc+")")
+	}
+	if len(aggs) > 0 {
+		b.WriteString(", aggregates with state: " + strings.Join(aggs, ", "))
+	}
+	return b.String()
 }
 
 // check validates a configuration built in Go rather than decoded from
@@ -820,7 +874,7 @@ func (w *Window) Restore(state []byte) error {
 		return fmt.Errorf("window: restore: %w", err)
 	}
 	if fp := s.str(); s.err == nil && fp != w.plan.fingerprint {
-		return fmt.Errorf("window: restore: the state was written by a different window configuration (%q, now %q)", fp, w.plan.fingerprint)
+		return fmt.Errorf("window: restore: the state was written by a different window configuration: it was %s, it is now %s", describeWindowFingerprint(fp), describeWindowFingerprint(w.plan.fingerprint))
 	}
 	marks := newWatermarks(time.Duration(w.marks.delay), w.marks.idleTimeout)
 	marks.readState(s)

@@ -382,7 +382,8 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 		if oi.snap != nil {
 			if st := state(func(c *Checkpoint) []ComponentState { return c.Operators }, c.ID); st != nil {
 				if err := oi.snap.Restore(st); err != nil {
-					return fmt.Errorf("%s: restore state: %w", bd.Component, err)
+					return permanentError{fmt.Errorf("%s: restore state: %w. If its configuration changed on purpose, `weir state reset --pipeline %s --operator %s` drops this state, and the next run starts the operator empty from the last committed positions (what the state held is lost); otherwise put the configuration back",
+						bd.Component, err, spec.Name, c.ID)}
 				}
 			}
 		}

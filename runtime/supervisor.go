@@ -380,7 +380,8 @@ func (s *Supervisor) Run(ctx context.Context, stop <-chan struct{}) error {
 				r.restarts--
 			default:
 				r.err = ex.err
-				if ex.err != nil && !stopping && ctx.Err() == nil && !s.opts.FailFast {
+				var permanent permanentError
+				if ex.err != nil && !stopping && ctx.Err() == nil && !s.opts.FailFast && !errors.As(ex.err, &permanent) {
 					if r.stats != nil && r.stats.Checkpoints.Load() > 0 {
 						r.failures = 0 // it ran a while: a new streak
 					}
@@ -418,6 +419,9 @@ func (s *Supervisor) Run(ctx context.Context, stop <-chan struct{}) error {
 					case s.opts.FailFast:
 						s.opts.Logger.Error("pipeline failed; stopping the others (--fail-fast)", "pipeline", ex.name, "err", ex.err)
 						stopAll()
+					case errors.As(ex.err, new(permanentError)):
+						s.opts.Logger.Error("pipeline failed for good: starting it again cannot mend this; the others keep running",
+							"pipeline", ex.name, "err", ex.err)
 					default:
 						s.opts.Logger.Error("pipeline failed for good: its restart policy gave up; the others keep running",
 							"pipeline", ex.name, "err", ex.err, "failures", r.failures)
