@@ -99,6 +99,9 @@ type Spec struct {
 	Tests ast.Node
 	// Restart is what the supervisor does when the pipeline fails.
 	Restart Restart
+	// Timezone is the IANA zone of date, hour and format_time called
+	// without one; "" is UTC.
+	Timezone string
 }
 
 // Component is one configured source, operator or sink.
@@ -389,8 +392,10 @@ func (l *loader) pipeline(n ast.Node) *Spec {
 			s.Tests = p.value
 		case "restart":
 			s.Restart = l.restart(p)
+		case "timezone":
+			s.Timezone = l.timezone(p)
 		default:
-			l.errorf(p.kn, "pipeline: unknown key %q (want name, guarantee, checkpoint_interval, batch_size, wal_sync, restart, sources, operators, sinks, dead_letter, tests)", p.key)
+			l.errorf(p.kn, "pipeline: unknown key %q (want name, guarantee, checkpoint_interval, batch_size, wal_sync, restart, timezone, sources, operators, sinks, dead_letter, tests)", p.key)
 		}
 	}
 	switch {
@@ -416,6 +421,9 @@ func (l *loader) pipeline(n ast.Node) *Spec {
 	}
 	l.warnTaskKeys(s)
 	l.warnBareWords(s)
+	if s.Timezone != "" {
+		setZone(s, s.Timezone)
+	}
 	for _, c := range s.Sources {
 		if w, ok := c.Config.(GuaranteeWarner); ok {
 			if msg := w.GuaranteeWarning(s.Guarantee); msg != "" {

@@ -36,8 +36,13 @@ type Expr struct {
 	vars    []string // fields the program reads, bound from the record per call
 	// allFields: the program reads $env as a whole, so every field is bound.
 	allFields bool
-	env       map[string]any
-	vm        vm.VM
+	// zoned: the program calls date, hour or format_time without a zone,
+	// which then reads the hidden variable $zone, bound to zone per call
+	// (SetZone; "UTC" by default).
+	zoned bool
+	zone  string
+	env   map[string]any
+	vm    vm.VM
 }
 
 // CompileExpr compiles src; pos locates it in the configuration for errors.
@@ -84,6 +89,10 @@ func (e *Expr) compile() error {
 	}
 	e.program = p
 	e.vars, e.allFields = identifiers(p.Node())
+	e.zoned = fields.zoned
+	if e.zone == "" {
+		e.zone = "UTC"
+	}
 	e.env = make(map[string]any, len(e.vars))
 	return nil
 }
@@ -320,14 +329,32 @@ func (c *nameCollector) Visit(node *ast.Node) {
 	}
 }
 
-// fieldAccess is the rewriting pass; see above.
+// fieldAccess is the rewriting pass; see above. It also gives a call of
+// date, hour or format_time without a time zone the hidden argument $zone
+// (see SetZone).
 type fieldAccess struct {
 	names *nameCollector
 	err   error
-	errAt int // rune offset of err in the source
+	errAt int  // rune offset of err in the source
+	zoned bool // a $zone argument was added
 }
 
+// zoneArgs is, for the functions that take a time zone last, how many
+// arguments they have without it.
+var zoneArgs = map[string]int{"date": 1, "hour": 1, "format_time": 2}
+
 func (f *fieldAccess) Visit(node *ast.Node) {
+	if c, ok := (*node).(*ast.CallNode); ok {
+		if id, ok := c.Callee.(*ast.IdentifierNode); ok && !f.names.lets[id.Value] {
+			if n, ok := zoneArgs[id.Value]; ok && len(c.Arguments) == n {
+				// A new node: the checker's notes on the old one are for n arguments.
+				args := append(slices.Clip(c.Arguments), &ast.IdentifierNode{Value: "$zone"})
+				ast.Patch(node, &ast.CallNode{Callee: &ast.IdentifierNode{Value: id.Value}, Arguments: args})
+				f.zoned = true
+			}
+		}
+		return
+	}
 	if b, ok := (*node).(*ast.BinaryNode); ok {
 		// Operands whose types the checker knows (literals, typed function
 		// results) keep expr-lang's operator, and its errors at load.
@@ -436,6 +463,7 @@ func (r *fieldReads) Visit(node *ast.Node) {
 			if _, ok := r.envBases[n]; !ok {
 				r.envBases[n] = false
 			}
+		case n.Value == "$zone": // bound by Eval, not from the record
 		case !r.names.callees[n] && !r.names.lets[n.Value]:
 			r.add(n.Value)
 		}
@@ -447,6 +475,17 @@ func (r *fieldReads) Visit(node *ast.Node) {
 			}
 		}
 	}
+}
+
+// SetZone sets the IANA time zone that date, hour and format_time use
+// when called without one (the pipeline's `timezone:`); the default is
+// UTC. It returns an error for an unknown zone.
+func (e *Expr) SetZone(name string) error {
+	if _, err := loadZone(name); err != nil {
+		return err
+	}
+	e.zone = name
+	return nil
 }
 
 // FieldName returns the name of the field the expression reads when it is
@@ -473,7 +512,7 @@ func (e *Expr) Vars() []string { return e.vars }
 
 // Clone returns an independent evaluator of the same program.
 func (e *Expr) Clone() *Expr {
-	return &Expr{Source: e.Source, Pos: e.Pos, program: e.program, vars: e.vars, allFields: e.allFields, env: make(map[string]any, len(e.vars))}
+	return &Expr{Source: e.Source, Pos: e.Pos, program: e.program, vars: e.vars, allFields: e.allFields, zoned: e.zoned, zone: e.zone, env: make(map[string]any, len(e.vars))}
 }
 
 // Eval evaluates the expression against r's fields.
@@ -484,6 +523,9 @@ func (e *Expr) Eval(r *Record) (any, error) {
 		for i := range fs.Len() {
 			e.env[fs.Name(i)] = fs.Value(i)
 		}
+	}
+	if e.zoned {
+		e.env["$zone"] = e.zone
 	}
 	for _, name := range e.vars {
 		v := fs.Get(name)

@@ -43,3 +43,42 @@ func TestRestartPolicy(t *testing.T) {
 		}
 	}
 }
+
+// The pipeline's timezone is the default zone of date, hour and
+// format_time in every expression and template of the pipeline; an
+// explicit zone still wins, and other pipelines keep UTC.
+func TestPipelineTimezone(t *testing.T) {
+	cfg, err := testRegistry().Load("p.yaml", []byte(`pipelines:
+  - name: tokyo
+    timezone: Asia/Tokyo
+    sources: [{src: {paths: [x]}}]
+    operators:
+      - filter: 'hour(ts) == 1 && date(ts) == "2026-03-05" && hour(ts, "UTC") == 16 && format_time(ts, "15:04") == "01:30"'
+    sinks: [{commit: {path: "out/{{ date(ts) }}/{{ hour(ts) }}.jsonl"}}]
+  - name: utc
+    sources: [{src: {paths: [x]}}]
+    operators:
+      - filter: 'hour(ts) == 16'
+    sinks: [{commit: {path: "out2/{{ date(ts) }}.jsonl"}}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Record
+	r.Value = []byte(`{"ts":"2026-03-04T16:30:00Z"}`)
+	_ = r.SetFields().ParseJSONObject(r.Value)
+	for i, want := range []string{"out/2026-03-05/1.jsonl", "out2/2026-03-04.jsonl"} {
+		p := cfg.Pipelines[i]
+		f := p.Operators[0].Config.(*tFilterConfig)
+		if ok, err := f.E.Clone().EvalBool(&r); !ok || err != nil {
+			t.Errorf("%s: filter %s = %v, %v", p.Name, f.E.Source, ok, err)
+		}
+		if got, err := p.Sinks[0].Config.(*tSinkConfig).Path.Clone().String(&r); got != want || err != nil {
+			t.Errorf("%s: path %q, %v; want %q", p.Name, got, err, want)
+		}
+	}
+	_, err = testRegistry().Load("p.yaml", []byte("pipelines:\n  - name: a\n    timezone: Mars/Olympus\n    sources: [{src: {paths: [x]}}]\n    sinks: [{commit: {path: o}}]\n"))
+	if err == nil || !strings.Contains(err.Error(), `p.yaml:3:15: timezone: "Mars/Olympus" is not an IANA time zone name`) {
+		t.Errorf("bad zone: %v", err)
+	}
+}
