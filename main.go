@@ -4,6 +4,7 @@
 //	weir validate [-c pipelines.yaml]                   check a configuration, list every error
 //	weir checkpoints [-c pipelines.yaml] [--pipeline NAME] [--json]  summarize the last checkpoint
 //	weir state reset [-c pipelines.yaml] --pipeline NAME [--operator ID]  drop operator state
+//	weir replay-dead-letters FILE --pipeline NAME [-c pipelines.yaml] [--reason R]... [--component C]...
 //	weir wal stat|dump DIR [--from N]                   inspect a write-ahead log
 //	weir wal verify DIR [--repair [--yes]]              check a write-ahead log, truncate a torn tail
 //	weir test [-c pipelines.yaml] [--pipeline NAME]...  run the pipelines' `tests:`
@@ -86,6 +87,8 @@ func runInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdCheckpoints(args, stdout)
 	case "state":
 		err = cmdState(args, stdout)
+	case "replay-dead-letters":
+		err = cmdReplay(args, stderr)
 	case "wal":
 		err = cmdWAL(args, stdin, stdout, stderr)
 	case "test":
@@ -126,6 +129,7 @@ const usage = `usage:
   weir validate [-c FILE]
   weir checkpoints [-c FILE] [--pipeline NAME] [--json]
   weir state reset [-c FILE] --pipeline NAME [--operator ID]
+  weir replay-dead-letters FILE --pipeline NAME [-c FILE] [--reason R]... [--component C]...
   weir wal stat DIR | weir wal dump DIR [--from N] | weir wal verify DIR [--repair [--yes]]
   weir version
 

@@ -90,3 +90,19 @@ type permanentError struct{ err error }
 
 func (e permanentError) Error() string { return e.err.Error() }
 func (e permanentError) Unwrap() error { return e.err }
+
+// LockPipeline takes the lock a running pipeline holds on its data
+// directory, so that a command that writes what the pipeline writes (a
+// dead-letter replay) never runs beside it. It fails while the pipeline
+// runs; call the returned function to release the lock.
+func LockPipeline(cfg *pipeline.Config, name string) (func(), error) {
+	dir := PipelineDir(cfg, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("runtime: %s: %w", name, err)
+	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %s: %w; stop it first", name, err)
+	}
+	return unlock, nil
+}
