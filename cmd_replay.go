@@ -74,7 +74,7 @@ func cmdReplay(args []string, stderr io.Writer) error {
 	if !ok {
 		return fmt.Errorf("replay-dead-letters: the dead_letters source is not registered")
 	}
-	src := &sources.DeadLettersConfig{Path: dead, Reasons: reasons, Components: components}
+	src := &sources.DeadLettersConfig{Path: dead, Reasons: reasons, Components: components, Pipeline: spec.Name}
 	replay := *spec
 	replay.Name = spec.Name + "-replay-" + hex.EncodeToString(sum[:4])
 	replay.Sources = []*pipeline.Component{{Kind: pipeline.KindSource, Name: "dead_letters", ID: "sources[0]/dead_letters",

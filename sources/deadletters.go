@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -29,6 +30,7 @@ func init() {
 //     path: out/dead.jsonl     # a dead-letter file, as the file sink writes one
 //     reasons: [parse]         # only these reasons (default all)
 //     components: [app/operators[0]/parse]  # only from these components (default all)
+//     pipeline: app            # only from this pipeline's components (default all)
 //
 // Each dead letter with its original bytes (`value`, or `value_base64`)
 // becomes a record holding those bytes, as the source first read them; a
@@ -43,6 +45,7 @@ type DeadLettersConfig struct {
 	Path       string   `yaml:"path"`
 	Reasons    []string `yaml:"reasons"`
 	Components []string `yaml:"components"`
+	Pipeline   string   `yaml:"pipeline"`
 }
 
 // Validate implements pipeline.Validator.
@@ -71,9 +74,7 @@ type deadLetterSource struct {
 	batch  int
 	index  int
 	now    func() time.Time
-	logger interface {
-		Info(msg string, args ...any)
-	}
+	logger *slog.Logger // may be nil
 
 	f      *os.File
 	r      *bufio.Reader
@@ -179,7 +180,8 @@ func (s *deadLetterSource) record(line []byte, offset int64) (*pipeline.Record, 
 	if err := json.Unmarshal(line, &d); err != nil {
 		return nil, false // not a dead letter
 	}
-	if len(s.cfg.Reasons) > 0 && !slices.Contains(s.cfg.Reasons, d.Reason) {
+	if len(s.cfg.Reasons) > 0 && !slices.Contains(s.cfg.Reasons, d.Reason) ||
+		s.cfg.Pipeline != "" && !strings.HasPrefix(d.Component, s.cfg.Pipeline+"/") {
 		return nil, false
 	}
 	if len(s.cfg.Components) > 0 && !slices.ContainsFunc(s.cfg.Components, func(c string) bool {
