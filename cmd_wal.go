@@ -25,6 +25,9 @@ func cmdWAL(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return usageError{walUsage}
 	}
 	sub, rest := args[0], args[1:]
+	if isHelp(sub) {
+		return helpError{newFlags("wal")}
+	}
 	switch sub {
 	case "stat":
 		dir, err := parseDirFlags(newFlags("wal stat"), rest)
@@ -65,7 +68,7 @@ func cmdWAL(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 func parseDirFlags(fs *flag.FlagSet, args []string) (string, error) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return "", err
+			return "", helpError{fs}
 		}
 		return "", usageError{fmt.Sprintf("%s: %v", fs.Name(), err)}
 	}

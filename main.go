@@ -2,7 +2,9 @@
 //
 //	weir run [-c pipelines.yaml] [--pipeline NAME]...   run pipelines (default command)
 //	weir validate [-c pipelines.yaml]                   check a configuration, list every error
-//	weir checkpoints [-c pipelines.yaml] [--pipeline NAME]  show the last checkpoints
+//	weir checkpoints [-c pipelines.yaml] [--pipeline NAME] [--json]  summarize the last checkpoint
+//	weir state reset [-c pipelines.yaml] --pipeline NAME [--operator ID]  drop operator state
+//	weir replay-dead-letters FILE --pipeline NAME [-c pipelines.yaml] [--reason R]... [--component C]...
 //	weir wal stat|dump DIR [--from N]                   inspect a write-ahead log
 //	weir wal verify DIR [--repair [--yes]]              check a write-ahead log, truncate a torn tail
 //	weir test [-c pipelines.yaml] [--pipeline NAME]...  run the pipelines' `tests:`
@@ -68,6 +70,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 // runInput is run reading stdin, which only a confirmation question does.
 func runInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := "run"
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
@@ -79,6 +85,10 @@ func runInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdValidate(args, stdout)
 	case "checkpoints":
 		err = cmdCheckpoints(args, stdout)
+	case "state":
+		err = cmdState(args, stdout)
+	case "replay-dead-letters":
+		err = cmdReplay(args, stderr)
 	case "wal":
 		err = cmdWAL(args, stdin, stdout, stderr)
 	case "test":
@@ -87,14 +97,18 @@ func runInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdSchema(args, stdout)
 	case "version":
 		fmt.Fprintf(stdout, "weir %s\n", version)
-	case "help", "-h", "--help":
+	case "help":
 		fmt.Fprint(stdout, usage)
 	default:
 		err = usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
 	var ue usageError
+	var he helpError
 	switch {
 	case err == nil:
+		return exitOK
+	case errors.As(err, &he):
+		printHelp(stdout, he.fs)
 		return exitOK
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "weir: %v\n\n%s", err, usage)
@@ -109,11 +123,13 @@ func runInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 const usage = `usage:
   weir run [-c FILE] [--pipeline NAME]... [--log-level LEVEL] [--log-format auto|text|json]
-           [--quiet] [--watch [--watch-interval 1s]] [--http ADDR]
+           [--quiet] [--watch [--watch-interval 1s]] [--http ADDR] [--fail-fast]
   weir test [-c FILE] [--pipeline NAME]... [-v]
   weir schema
   weir validate [-c FILE]
-  weir checkpoints [-c FILE] [--pipeline NAME]
+  weir checkpoints [-c FILE] [--pipeline NAME] [--json]
+  weir state reset [-c FILE] --pipeline NAME [--operator ID]
+  weir replay-dead-letters FILE --pipeline NAME [-c FILE] [--reason R]... [--component C]...
   weir wal stat DIR | weir wal dump DIR [--from N] | weir wal verify DIR [--repair [--yes]]
   weir version
 
@@ -136,7 +152,7 @@ func newFlags(name string) *flag.FlagSet {
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return helpError{fs}
 		}
 		return usageError{err.Error()}
 	}
@@ -205,7 +221,8 @@ func cmdRun(args []string, stderr io.Writer) error {
 	quiet := fs.Bool("quiet", false, "no progress lines, no summary")
 	watch := fs.Bool("watch", false, "reload the configuration when the file changes")
 	watchEvery := fs.Duration("watch-interval", time.Second, "how often --watch checks the file")
-	httpAddr := fs.String("http", "", "admin endpoints address, overriding the configuration's `http:`")
+	httpAddr := fs.String("http", "", "admin endpoints address, overriding the configuration's http: key")
+	failFast := fs.Bool("fail-fast", false, "stop every pipeline when one fails, instead of retrying it as its restart: says")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -274,7 +291,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 			logger.Warn("telemetry", "err", err)
 		}
 	}()
-	sup, err := runtime.NewSupervisor(rev, only, tel.RunOptions(runtime.Options{Logger: logger, OnStats: tracker.Track}))
+	sup, err := runtime.NewSupervisor(rev, only, tel.RunOptions(runtime.Options{Logger: logger, OnStats: tracker.Track, FailFast: *failFast}))
 	if err != nil {
 		return err
 	}

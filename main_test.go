@@ -163,9 +163,19 @@ pipelines:
 			t.Fatalf("summary: %s", errOut)
 		}
 	}
-	code, out, _ := runCLI(t, "checkpoints", "-c", cfg)
-	if code != 0 || !strings.Contains(out, "pipeline a:") || !strings.Contains(out, `"input_done": true`) {
-		t.Fatalf("checkpoints: %d\n%s", code, out)
+	code, out, _ := runCLI(t, "checkpoints", "-c", cfg, "--json")
+	if code != 0 || !strings.Contains(out, `"pipeline": "a"`) || !strings.Contains(out, `"input_done": true`) {
+		t.Fatalf("checkpoints --json: %d\n%s", code, out)
+	}
+	code, out, _ = runCLI(t, "checkpoints", "-c", cfg)
+	for _, want := range []string{"pipeline a: checkpoint ", "; input done: a rerun has nothing left to read", "kept: 1, 2",
+		"sources[0]/file   {\"v\":1,\"files\":[{\"path\":", "sinks[0]/file     {\"parts\":"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("checkpoints: %d, no %q in\n%s", code, want, out)
+		}
+	}
+	if strings.Contains(out, "base64") {
+		t.Fatalf("checkpoints shows base64:\n%s", out)
 	}
 }
 

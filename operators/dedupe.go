@@ -96,7 +96,11 @@ func (c *DedupeConfig) Validate() error {
 
 // AlignedWith implements pipeline.KeyedConfig: key is the dedupe key.
 func (c *DedupeConfig) AlignedWith(key string) bool {
-	return c.Key != nil && strings.TrimSpace(c.Key.Source) == key
+	if c.Key == nil {
+		return false
+	}
+	name, ok := c.Key.FieldName()
+	return ok && name == key || strings.TrimSpace(c.Key.Source) == key
 }
 
 // EventTimeExpr implements pipeline.EventTimed.

@@ -1,5 +1,6 @@
 // Package operators holds weir's built-in operators: parse, filter, map,
-// drop_fields and keep_fields, window, dedupe. Each registers itself with
+// drop_fields and keep_fields, rename, flatten, unnest (explode), sample,
+// throttle, window, dedupe. Each registers itself with
 // pipeline.Default in an init function; importing the package (for its
 // side effect) makes them available to YAML pipelines.
 //

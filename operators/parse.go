@@ -140,6 +140,31 @@ func NewParseConfig() *ParseConfig {
 	return &ParseConfig{InferTypes: true, Delimiter: ",", RFC: "auto", Timezone: "UTC"}
 }
 
+// DeclaredFields implements pipeline.FieldDeclarer for the formats whose
+// field names the configuration gives: regex (the named groups) and csv
+// with columns. Parsing the raw line replaces the record's fields; a
+// `field:` parse adds to them.
+func (c *ParseConfig) DeclaredFields() ([]string, bool) {
+	var names []string
+	switch {
+	case c.Format == FormatRegex:
+		re, err := regexp.Compile(c.Pattern)
+		if err != nil {
+			return nil, false
+		}
+		for _, n := range re.SubexpNames() {
+			if n != "" {
+				names = append(names, n)
+			}
+		}
+	case c.Format == FormatCSV && !c.Header:
+		names = c.Columns
+	default:
+		return nil, false
+	}
+	return names, c.Field == ""
+}
+
 // parseOptionFormats lists, for options that only some formats take, which.
 var parseOptionFormats = map[string][]string{
 	"pattern":     {FormatRegex},

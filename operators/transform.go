@@ -3,6 +3,7 @@ package operators
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/weirhq/weir/pipeline"
@@ -27,6 +28,21 @@ func (c *FilterConfig) UnmarshalYAML(n ast.Node) error {
 	c.Expr = new(pipeline.Expr)
 	return c.Expr.UnmarshalYAML(n)
 }
+
+// BareWords implements pipeline.BareWordReader.
+func (c *FilterConfig) BareWords() []pipeline.BareWordUse {
+	if c.Expr == nil {
+		return nil
+	}
+	var out []pipeline.BareWordUse
+	for _, w := range c.Expr.BareWords(false) {
+		out = append(out, pipeline.BareWordUse{BareWord: w, Fix: "filter: " + singleQuoted(w.Text)})
+	}
+	return out
+}
+
+// singleQuoted writes s as a YAML single-quoted scalar.
+func singleQuoted(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // NewOperator implements pipeline.OperatorConfig.
 func (c *FilterConfig) NewOperator(b pipeline.Build) (pipeline.Operator, error) {
@@ -79,6 +95,24 @@ func (c *MapConfig) Validate() error {
 	}
 	return nil
 }
+
+// BareWords implements pipeline.BareWordReader: a value that is one bare
+// word (env: prod), and bare words compared with fields.
+func (c *MapConfig) BareWords() []pipeline.BareWordUse {
+	var out []pipeline.BareWordUse
+	for i, e := range c.Fields.Exprs {
+		if e == nil {
+			continue
+		}
+		for _, w := range e.BareWords(true) {
+			out = append(out, pipeline.BareWordUse{BareWord: w, Fix: c.Fields.Names[i] + ": " + singleQuoted(w.Text)})
+		}
+	}
+	return out
+}
+
+// DeclaredFields implements pipeline.FieldDeclarer: map adds its fields.
+func (c *MapConfig) DeclaredFields() ([]string, bool) { return c.Fields.Names, false }
 
 // NewOperator implements pipeline.OperatorConfig.
 func (c *MapConfig) NewOperator(b pipeline.Build) (pipeline.Operator, error) {
@@ -133,14 +167,28 @@ records:
 	return nil
 }
 
-// FieldListConfig is `drop_fields: [a, b]` or `keep_fields: [a, b]`.
+// FieldListConfig is `drop_fields: [a, b]` or `keep_fields: [a, b]`. Each
+// item is a top-level field name as written (`log.level` is the key with
+// a dot in it), or the same name in the expression form $["log.level"].
 type FieldListConfig struct {
 	Fields []string
 	keep   bool
 }
 
 // UnmarshalYAML takes the list as the whole value.
-func (c *FieldListConfig) UnmarshalYAML(n ast.Node) error { return pipeline.DecodeNode(n, &c.Fields) }
+func (c *FieldListConfig) UnmarshalYAML(n ast.Node) error {
+	if err := pipeline.DecodeNode(n, &c.Fields); err != nil {
+		return err
+	}
+	for i, f := range c.Fields {
+		name, err := pipeline.FieldNameOf(f)
+		if err != nil {
+			return fmt.Errorf("%q: %w", f, err)
+		}
+		c.Fields[i] = name
+	}
+	return nil
+}
 
 // Validate implements pipeline.Validator.
 func (c *FieldListConfig) Validate() error {

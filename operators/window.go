@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,9 +34,10 @@ func init() {
 //     errors: count()
 //     p99: quantile(latency_ms, 0.99)
 //
-// A group_by item is a field name (the output field has that name), an
-// expression (the output field is named by its text), or a mapping of
-// output names to expressions. The aggregate functions are listed with
+// A group_by item is a field name (the output field has that name; any
+// name as $["name"], such as $["service.name"]), an expression (the output
+// field is named by its text), or a mapping of output names to
+// expressions. The aggregate functions are listed with
 // Aggregate. Each output record has, in order, window_start and window_end
 // (RFC 3339 UTC with milliseconds), the group-by fields, the aggregates,
 // and firing (on_time, late or early); see Window for the semantics.
@@ -96,7 +98,9 @@ func (c *WindowConfig) UnmarshalYAML(n ast.Node) error {
 		c.Kind, kindNode, kindKey = kind, p.kn, p.key
 		return nil
 	}
-	for _, p := range pairs {
+	// Every key is decoded, and every problem reported, not only the first.
+	var errs pipeline.ConfigErrors
+	decode := func(p yamlPair) (err error) {
 		switch p.key {
 		case "tumbling":
 			if err := setKind(p, "tumbling"); err != nil {
@@ -142,9 +146,13 @@ func (c *WindowConfig) UnmarshalYAML(n ast.Node) error {
 			return configErr(p.kn, "window: unknown key %q (want %s)", p.key, knownKeys("tumbling", "hopping", "sliding", "session", "event_time",
 				"watermark", "allowed_lateness", "idle_timeout", "early_every", "parallelism", "group_by", "aggregate"))
 		}
-		if err != nil {
-			return err
-		}
+		return err
+	}
+	for _, p := range pairs {
+		errs = appendConfigErr(errs, decode(p), p.kn)
+	}
+	if len(errs) > 0 {
+		return errs
 	}
 	if c.Kind == "" {
 		return configErr(n, "window: needs one of tumbling, hopping or session")
@@ -246,7 +254,11 @@ func (c *WindowConfig) decodeGroupBy(p yamlPair) error {
 			if err != nil {
 				return err
 			}
-			c.GroupBy = append(c.GroupBy, GroupField{Name: strings.TrimSpace(e.Source), Expr: e})
+			name, ok := e.FieldName() // service, $["service.name"]
+			if !ok {
+				name = strings.TrimSpace(e.Source)
+			}
+			c.GroupBy = append(c.GroupBy, GroupField{Name: name, Expr: e})
 		}
 	}
 	return nil
@@ -257,17 +269,23 @@ func (c *WindowConfig) decodeAggregates(p yamlPair) error {
 	if err != nil {
 		return err
 	}
+	var errs pipeline.ConfigErrors
 	for _, q := range pairs {
 		text, pos, ok := scalarTextPos(q.value)
 		if !ok {
-			return configErr(q.at(), "window: aggregate %q: want a call such as count() or sum(bytes), got %s", q.key, yamlDescribe(q.value))
+			errs = append(errs, configErr(q.at(), "window: aggregate %q: want a call such as count() or sum(bytes), got %s", q.key, yamlDescribe(q.value)))
+			continue
 		}
 		a, err := parseAggregate(q.key, text, pos)
 		if err != nil {
-			return err
+			errs = appendConfigErr(errs, err, q.kn)
+			continue
 		}
 		a.namePos = pipeline.NodePos(q.kn)
 		c.Aggregates = append(c.Aggregates, a)
+	}
+	if len(errs) > 0 {
+		return errs
 	}
 	return nil
 }
@@ -366,6 +384,59 @@ func (c *WindowConfig) plan(id string) *windowPlan {
 	}
 	p.fingerprint = fp.String()
 	return p
+}
+
+// describeWindowFingerprint renders a plan's fingerprint in the units of
+// the configuration: "tumbling 10s, 1 group_by field, aggregates
+// sum(1 argument), quantile(q=0.99)". A fingerprint it cannot read is
+// shown as it is.
+func describeWindowFingerprint(fp string) string {
+	parts := strings.Fields(fp)
+	if len(parts) < 5 {
+		return strconv.Quote(fp)
+	}
+	num := func(kv string) (int64, bool) {
+		_, v, ok := strings.Cut(kv, "=")
+		n, err := strconv.ParseInt(v, 10, 64)
+		return n, ok && err == nil
+	}
+	size, ok1 := num(parts[1])
+	slide, ok2 := num(parts[2])
+	gap, ok3 := num(parts[3])
+	groups, ok4 := num(parts[4])
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return strconv.Quote(fp)
+	}
+	var b strings.Builder
+	switch parts[0] {
+	case "session":
+		fmt.Fprintf(&b, "session gap %s", time.Duration(gap))
+	case "hopping":
+		fmt.Fprintf(&b, "hopping size %s slide %s", time.Duration(size), time.Duration(slide))
+	default:
+		fmt.Fprintf(&b, "%s %s", parts[0], time.Duration(size))
+	}
+	fmt.Fprintf(&b, ", %d group_by field(s)", groups)
+	var aggs []string
+	for _, a := range parts[5:] {
+		f := strings.Split(a, "/")
+		if len(f) != 4 {
+			aggs = append(aggs, a)
+			continue
+		}
+		desc := f[0] + "(" + f[1] + " argument(s)"
+		if f[2] != "0" {
+			desc += ", q=" + f[2]
+		}
+		if f[3] != "0" {
+			desc += ", n=" + f[3]
+		}
+		aggs = append(aggs, desc+")")
+	}
+	if len(aggs) > 0 {
+		b.WriteString(", aggregates with state: " + strings.Join(aggs, ", "))
+	}
+	return b.String()
 }
 
 // check validates a configuration built in Go rather than decoded from
@@ -806,7 +877,7 @@ func (w *Window) Restore(state []byte) error {
 		return fmt.Errorf("window: restore: %w", err)
 	}
 	if fp := s.str(); s.err == nil && fp != w.plan.fingerprint {
-		return fmt.Errorf("window: restore: the state was written by a different window configuration (%q, now %q)", fp, w.plan.fingerprint)
+		return fmt.Errorf("window: restore: the state was written by a different window configuration: it was %s, it is now %s", describeWindowFingerprint(fp), describeWindowFingerprint(w.plan.fingerprint))
 	}
 	marks := newWatermarks(time.Duration(w.marks.delay), w.marks.idleTimeout)
 	marks.readState(s)

@@ -1,6 +1,7 @@
 package operators
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -178,6 +179,23 @@ func compileNodeExpr(n ast.Node, what string) (*pipeline.Expr, error) {
 		return nil, prefixConfigErr(err, what)
 	}
 	return e, nil
+}
+
+// appendConfigErr appends err to errs: each of a ConfigErrors, a
+// ConfigError as it is, and any other error at n. A nil err appends
+// nothing.
+func appendConfigErr(errs pipeline.ConfigErrors, err error, n ast.Node) pipeline.ConfigErrors {
+	var ces pipeline.ConfigErrors
+	var ce *pipeline.ConfigError
+	switch {
+	case err == nil:
+		return errs
+	case errors.As(err, &ces):
+		return append(errs, ces...)
+	case errors.As(err, &ce):
+		return append(errs, ce)
+	}
+	return append(errs, configErr(n, "%v", err))
 }
 
 // prefixConfigErr puts what in front of a configuration error's message.

@@ -97,6 +97,11 @@ type Spec struct {
 	DeadLetter *Component
 	// Tests holds the `tests:` node, for `weir test`; nil when absent.
 	Tests ast.Node
+	// Restart is what the supervisor does when the pipeline fails.
+	Restart Restart
+	// Timezone is the IANA zone of date, hour and format_time called
+	// without one; "" is UTC.
+	Timezone string
 
 	written *Spec // before it was split at its repartitions; see AsWritten
 }
@@ -336,7 +341,7 @@ func (l *loader) str(p pair) string {
 }
 
 func (l *loader) pipeline(n ast.Node) *Spec {
-	s := &Spec{Pos: l.pos(n), Guarantee: ExactlyOnce, CheckpointInterval: time.Second, BatchSize: DefaultBatchSize, WALSync: "always"}
+	s := &Spec{Pos: l.pos(n), Guarantee: ExactlyOnce, CheckpointInterval: time.Second, BatchSize: DefaultBatchSize, WALSync: "always", Restart: DefaultRestart}
 	ps, ok := l.pairs(n, "pipeline")
 	if !ok {
 		return nil
@@ -392,8 +397,12 @@ func (l *loader) pipeline(n ast.Node) *Spec {
 			}
 		case "tests":
 			s.Tests = p.value
+		case "restart":
+			s.Restart = l.restart(p)
+		case "timezone":
+			s.Timezone = l.timezone(p)
 		default:
-			l.errorf(p.kn, "pipeline: unknown key %q (want name, guarantee, checkpoint_interval, batch_size, wal_sync, sources, operators, sinks, dead_letter, tests)", p.key)
+			l.errorf(p.kn, "pipeline: unknown key %q (want name, guarantee, checkpoint_interval, batch_size, wal_sync, restart, timezone, sources, operators, sinks, dead_letter, tests)", p.key)
 		}
 	}
 	switch {
@@ -416,6 +425,10 @@ func (l *loader) pipeline(n ast.Node) *Spec {
 					"pipeline %q: sink %q cannot commit idempotently, so exactly_once cannot be kept; use `guarantee: at_least_once`, or a sink that commits (file, kafka, postgres, parquet, arrow)", s.Name, c.Name)})
 			}
 		}
+	}
+	l.warnBareWords(s) // task keys are checked per stage, once repartitions are split (top)
+	if s.Timezone != "" {
+		setZone(s, s.Timezone)
 	}
 	for _, c := range s.Sources {
 		if w, ok := c.Config.(GuaranteeWarner); ok {
@@ -505,11 +518,12 @@ func (l *loader) component(n ast.Node, kind Kind, where string) *Component {
 	}
 	c := &Component{Kind: kind, Name: p.key, ID: where + "/" + p.key, Pos: l.pos(p.kn), Entry: e, Config: e.NewConfig(), node: p.value}
 	if p.value != nil {
-		dec := yaml.NewDecoder(bytes.NewReader(nil), yaml.DisallowUnknownField())
-		if err := dec.DecodeFromNode(p.value, c.Config); err != nil {
-			l.errs = append(l.errs, toConfigError(l.file, err, l.pos(p.value)))
+		cfg, errs := l.decodeComponent(p.value, e)
+		if errs != nil {
+			l.errs = append(l.errs, errs...)
 			return nil
 		}
+		c.Config = cfg
 	}
 	if v, ok := c.Config.(Validator); ok {
 		if err := v.Validate(); err != nil {

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"strconv"
 	"unsafe"
 
@@ -103,6 +104,27 @@ func (fs *Fields) Delete(name string) {
 	if i := fs.index(name); i >= 0 {
 		fs.f = append(fs.f[:i], fs.f[i+1:]...)
 	}
+}
+
+// Rename gives the field old the name new, in its place and with its
+// value (and original encoding) unchanged; a field already named new is
+// replaced. It reports whether old existed.
+func (fs *Fields) Rename(old, new string) bool {
+	i := fs.index(old)
+	if i < 0 {
+		return false
+	}
+	if old == new {
+		return true
+	}
+	if j := fs.index(new); j >= 0 {
+		fs.f = append(fs.f[:j], fs.f[j+1:]...)
+		if j < i {
+			i--
+		}
+	}
+	fs.f[i].name = new
+	return true
 }
 
 // Keep removes every field whose name is not in names.
@@ -258,10 +280,10 @@ func parseNumber(raw []byte) any {
 		}
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
 		return nil
 	}
-	return f
+	return f // out of range: ±Inf (or 0 for an underflow), which expressions refuse
 }
 
 func kindOf(t jsonparser.ValueType, value []byte) rawKind {

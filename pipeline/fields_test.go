@@ -132,7 +132,7 @@ func TestExprMissingFieldsAreNull(t *testing.T) {
 		{`nope ?? "dflt"`, "dflt"},
 		{`upper(level)`, "ERROR"},
 		{`date("2026-03-04T05:06:07Z")`, "2026-03-04"},
-		{`hour(1767236400000)`, "03"},
+		{`hour(1767236400000)`, 3},
 		{`unix_ms(to_time("1970-01-01T00:00:01Z"))`, int64(1000)},
 	}
 	for _, c := range cases {

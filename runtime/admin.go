@@ -85,6 +85,12 @@ func (a *Admin) Ready() Readiness {
 			if p.Err != nil {
 				h.Problem = "failed: " + RedactSecrets(p.Err.Error())
 			}
+		case RunRetrying:
+			h.Problem = fmt.Sprintf("failed %d time(s) in a row; starting again from its last checkpoint in %s",
+				p.Failures, max(0, p.NextRetry.Sub(now)).Round(time.Millisecond))
+			if p.Err != nil {
+				h.Problem += ": " + RedactSecrets(p.Err.Error())
+			}
 		case RunRunning:
 			if p.Stats == nil {
 				break

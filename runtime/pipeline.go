@@ -38,6 +38,9 @@ type Options struct {
 	// operators (see pipeline.Stateless); 0 means GOMAXPROCS. 1 runs every
 	// operator on the chain's goroutine.
 	Workers int
+	// FailFast makes the first failure of a supervised pipeline stop every
+	// pipeline (weir run --fail-fast), instead of its restart policy.
+	FailFast bool
 }
 
 func (o Options) withDefaults() Options {
@@ -397,7 +400,8 @@ func build(ctx context.Context, cfg *pipeline.Config, spec *pipeline.Spec, dir s
 		if oi.snap != nil {
 			if st := state(func(c *Checkpoint) []ComponentState { return c.Operators }, c.ID); st != nil {
 				if err := oi.snap.Restore(st); err != nil {
-					return fmt.Errorf("%s: restore state: %w", bd.Component, err)
+					return permanentError{fmt.Errorf("%s: restore state: %w. If its configuration changed on purpose, `weir state reset --pipeline %s --operator %s` drops this state, and the next run starts the operator empty from the last committed positions (what the state held is lost); otherwise put the configuration back",
+						bd.Component, err, spec.Name, c.ID)}
 				}
 			}
 		}

@@ -177,7 +177,8 @@ const (
 	RunRestarting RunState = "restarting" // stopping to apply a new configuration
 	RunStopping   RunState = "stopping"
 	RunFinished   RunState = "finished"
-	RunFailed     RunState = "failed"
+	RunFailed     RunState = "failed"   // for good: its restart policy gave up, or --fail-fast
+	RunRetrying   RunState = "retrying" // failed; started again after a backoff (pipeline.Restart)
 )
 
 // PipelineStatus is one pipeline's status, for /readyz and progress.
@@ -191,8 +192,12 @@ type PipelineStatus struct {
 	CheckpointInterval time.Duration
 	// Restarts counts the reloads applied to this pipeline.
 	Restarts int
-	// Err is why the pipeline failed.
+	// Err is why the pipeline failed (the last failure, while retrying).
 	Err error
+	// Failures counts the failures in a row, and NextRetry is when a
+	// retrying pipeline starts again.
+	Failures  int
+	NextRetry time.Time
 }
 
 // Supervisor runs pipelines and applies new revisions of their
@@ -204,6 +209,7 @@ type Supervisor struct {
 
 	reloads chan reloadRequest
 	exits   chan runExit
+	retries chan runExit  // a backoff ended: start the pipeline again (err unused)
 	done    chan struct{} // closed when Run returns
 
 	mu  sync.Mutex // guards cfg, fps and runs
@@ -231,6 +237,11 @@ type supervised struct {
 	prevFP   string
 	remove   bool
 	gen      int // run generation, to match exits to runs
+	// failures counts failures in a row; retry is the backoff timer of a
+	// retrying pipeline, firing at retryAt.
+	failures int
+	retry    *time.Timer
+	retryAt  time.Time
 }
 
 type runExit struct {
@@ -247,6 +258,7 @@ type reloadRequest struct {
 // ReloadResult says what a Reload did.
 type ReloadResult struct {
 	Restarted, Started, Stopped, Unchanged []string
+	ended                                  int // retrying pipelines removed (no run to wait for)
 }
 
 func (r ReloadResult) String() string {
@@ -273,14 +285,17 @@ func NewSupervisor(rev *Revision, names []string, opts Options) (*Supervisor, er
 		return nil, err
 	}
 	return &Supervisor{opts: opts.withDefaults(), names: names, cfg: rev.Config, fps: rev.Fingerprints,
-		reloads: make(chan reloadRequest), exits: make(chan runExit), done: make(chan struct{}), runs: map[string]*supervised{}}, nil
+		reloads: make(chan reloadRequest), exits: make(chan runExit), retries: make(chan runExit), done: make(chan struct{}), runs: map[string]*supervised{}}, nil
 }
 
-// Run runs the pipelines until every one has finished, as runtime.Run
-// does: finite input done, or stop closed (each takes a final checkpoint
-// and commits), or one failed (its error is returned, the others are
-// stopped gracefully). Cancelling ctx stops at once, without a final
-// checkpoint.
+// Run runs the pipelines until every one has finished: finite input
+// done, or stop closed (each takes a final checkpoint and commits), or
+// failed for good. A pipeline that fails is started again from its last
+// checkpoint after a backoff, as its restart policy says
+// (pipeline.Restart), while the others keep running; once the policy
+// gives up it has failed for good, and its error is in Run's. With
+// Options.FailFast, the first failure stops every pipeline gracefully
+// instead. Cancelling ctx stops at once, without a final checkpoint.
 func (s *Supervisor) Run(ctx context.Context, stop <-chan struct{}) error {
 	defer close(s.done)
 	specs, _ := Select(s.cfg, s.names)
@@ -297,6 +312,13 @@ func (s *Supervisor) Run(ctx context.Context, stop <-chan struct{}) error {
 		defer s.mu.Unlock()
 		for _, r := range s.runs {
 			r.next, r.remove = nil, false
+			if r.state == RunRetrying {
+				// No run to stop: it ends here, failed.
+				r.retry.Stop()
+				r.state = RunFailed
+				active--
+				errs = append(errs, r.err)
+			}
 			if r.state == RunRunning || r.state == RunStarting || r.state == RunRestarting {
 				r.state = RunStopping
 			}
@@ -318,8 +340,17 @@ func (s *Supervisor) Run(ctx context.Context, stop <-chan struct{}) error {
 				continue
 			}
 			res := s.apply(ctx, req.rev)
-			active += len(res.Started)
+			active += len(res.Started) - res.ended
 			req.done <- res
+		case rq := <-s.retries:
+			s.mu.Lock()
+			r := s.runs[rq.name]
+			ok := r != nil && r.gen == rq.gen && r.state == RunRetrying && !stopping
+			s.mu.Unlock()
+			if ok {
+				s.opts.Logger.Info("pipeline starting again from its last checkpoint", "pipeline", rq.name, "attempt", r.failures)
+				s.start(ctx, r)
+			}
 		case ex := <-s.exits:
 			s.mu.Lock()
 			r := s.runs[ex.name]
@@ -349,6 +380,32 @@ func (s *Supervisor) Run(ctx context.Context, stop <-chan struct{}) error {
 				r.restarts--
 			default:
 				r.err = ex.err
+				var permanent permanentError
+				if ex.err != nil && !stopping && ctx.Err() == nil && !s.opts.FailFast && !errors.As(ex.err, &permanent) {
+					if r.stats != nil && r.stats.Checkpoints.Load() > 0 {
+						r.failures = 0 // it ran a while: a new streak
+					}
+					r.failures++
+					if pol := r.spec.Restart; pol.Retries(r.failures) {
+						delay := pol.Delay(r.failures)
+						r.state, r.retryAt = RunRetrying, s.opts.Now().Add(delay)
+						name, gen := ex.name, r.gen
+						r.retry = time.AfterFunc(delay, func() {
+							select {
+							case s.retries <- runExit{name: name, gen: gen}:
+							case <-s.done:
+							}
+						})
+						s.mu.Unlock()
+						of := "without end"
+						if pol.MaxRetries >= 0 {
+							of = strconv.Itoa(pol.MaxRetries)
+						}
+						s.opts.Logger.Error("pipeline failed; the others keep running, and it starts again from its last checkpoint",
+							"pipeline", ex.name, "err", ex.err, "retry", r.failures, "of", of, "in", delay.String())
+						continue
+					}
+				}
 				r.state = RunFinished
 				if ex.err != nil {
 					r.state = RunFailed
@@ -357,9 +414,17 @@ func (s *Supervisor) Run(ctx context.Context, stop <-chan struct{}) error {
 				active--
 				if ex.err != nil && ctx.Err() == nil {
 					errs = append(errs, ex.err)
-					if !stopping {
-						s.opts.Logger.Error("pipeline failed; stopping the others", "pipeline", ex.name, "err", ex.err)
+					switch {
+					case stopping:
+					case s.opts.FailFast:
+						s.opts.Logger.Error("pipeline failed; stopping the others (--fail-fast)", "pipeline", ex.name, "err", ex.err)
 						stopAll()
+					case errors.As(ex.err, new(permanentError)):
+						s.opts.Logger.Error("pipeline failed for good: starting it again cannot mend this; the others keep running",
+							"pipeline", ex.name, "err", ex.err)
+					default:
+						s.opts.Logger.Error("pipeline failed for good: its restart policy gave up; the others keep running",
+							"pipeline", ex.name, "err", ex.err, "failures", r.failures)
 					}
 				}
 				continue
@@ -454,6 +519,17 @@ func (s *Supervisor) apply(ctx context.Context, rev *Revision) ReloadResult {
 		fp := rev.Fingerprints[spec.Name]
 		r := s.runs[spec.Name]
 		switch {
+		case r != nil && r.state == RunRetrying:
+			// Waiting out a backoff: a new configuration is tried now.
+			if r.fp == fp {
+				r.spec = spec
+				res.Unchanged = append(res.Unchanged, spec.Name)
+				continue
+			}
+			r.retry.Stop()
+			r.spec, r.fp, r.failures = spec, fp, 0
+			res.Restarted = append(res.Restarted, spec.Name)
+			toStart = append(toStart, r)
 		case r == nil || r.state == RunFinished || r.state == RunFailed:
 			if r != nil && r.fp == fp {
 				res.Unchanged = append(res.Unchanged, spec.Name)
@@ -483,6 +559,12 @@ func (s *Supervisor) apply(ctx context.Context, rev *Revision) ReloadResult {
 			continue
 		}
 		res.Stopped = append(res.Stopped, name)
+		if r.state == RunRetrying {
+			r.retry.Stop()
+			delete(s.runs, name)
+			res.ended++
+			continue
+		}
 		r.remove, r.next = true, nil
 		r.state = RunStopping
 		if !r.stopped {
@@ -510,8 +592,12 @@ func (s *Supervisor) Status() []PipelineStatus {
 		if st == RunStarting && r.stats != nil && r.stats.State() == StateRunning {
 			r.state, st = RunRunning, RunRunning
 		}
-		out = append(out, PipelineStatus{Name: name, State: st, Stats: r.stats,
-			CheckpointInterval: r.spec.CheckpointInterval, Restarts: r.restarts, Err: r.err})
+		ps := PipelineStatus{Name: name, State: st, Stats: r.stats,
+			CheckpointInterval: r.spec.CheckpointInterval, Restarts: r.restarts, Err: r.err, Failures: r.failures}
+		if st == RunRetrying {
+			ps.NextRetry = r.retryAt
+		}
+		out = append(out, ps)
 	}
 	slices.SortFunc(out, func(a, b PipelineStatus) int { return strings.Compare(a.Name, b.Name) })
 	return out

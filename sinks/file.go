@@ -44,6 +44,10 @@ type FileConfig struct {
 	MaxOpenFiles int `yaml:"max_open_files"`
 	// BufferBytes is the write buffer per open file.
 	BufferBytes int `yaml:"buffer_bytes"`
+	// Compression is none (default), gzip or zstd: the file is a sequence
+	// of complete members or frames (see file_compress.go). The path is
+	// used as written: give it the extension (.jsonl.gz, .jsonl.zst).
+	Compression string `yaml:"compression"`
 }
 
 // OutputPath implements pipeline.OutputPather.
@@ -81,6 +85,8 @@ func (c *FileConfig) Validate() error {
 		return errors.New("file: max_open_files must be at least 1")
 	case c.BufferBytes < 4096:
 		return errors.New("file: buffer_bytes must be at least 4096")
+	case c.Compression != "" && c.Compression != CompressionNone && c.Compression != CompressionGzip && c.Compression != CompressionZstd:
+		return fmt.Errorf("file: compression: %q is not one of none, gzip, zstd", c.Compression)
 	}
 	return nil
 }
@@ -99,6 +105,7 @@ func (c *FileConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
 	s.constant = s.path.IsConstant()
+	s.compress = c.Compression == CompressionGzip || c.Compression == CompressionZstd
 	switch b.Guarantee {
 	case pipeline.ExactlyOnce:
 		dir, err := b.MkDir()
@@ -186,6 +193,10 @@ type FileSink struct {
 	pathBuf []byte
 	clock   int64 // LRU clock for max_open_files
 	readBuf []byte
+	// compress: cfg.Compression is gzip or zstd; encoders are the free
+	// compressors of streams whose member ended.
+	compress bool
+	encoders []memberWriter
 }
 
 // fileStream is one output file written since the last checkpoint.
@@ -196,8 +207,9 @@ type fileStream struct {
 	used  int64  // LRU clock of the last write
 	dirty bool   // written since the last checkpoint
 
-	f *os.File      // staging file (exactly_once) or output file; nil when closed
-	w *bufio.Writer // nil when closed
+	f   *os.File      // staging file (exactly_once) or output file; nil when closed
+	w   *bufio.Writer // nil when closed
+	enc memberWriter  // compression: the member being written into w; nil between members
 
 	// exactly_once: this checkpoint's staging file for final.
 	stage    string // "" until the first write since the last checkpoint
@@ -371,16 +383,23 @@ func (s *FileSink) write(st *fileStream, line []byte) error {
 			return err
 		}
 	}
-	if _, err := st.w.Write(line); err != nil {
-		return fmt.Errorf("file: write %s: %w", st.final, err)
+	if s.compress {
+		// size and staged count the compressed bytes as they reach w.
+		if err := s.writeCompressed(st, line); err != nil {
+			return err
+		}
+	} else {
+		if _, err := st.w.Write(line); err != nil {
+			return fmt.Errorf("file: write %s: %w", st.final, err)
+		}
+		st.size += int64(len(line))
+		st.staged += int64(len(line))
 	}
 	if !st.dirty && s.cfg.MaxAge > 0 {
 		if _, ok := s.started[st.base]; !ok {
 			s.started[st.base] = s.now()
 		}
 	}
-	st.size += int64(len(line))
-	st.staged += int64(len(line))
 	st.dirty = true
 	return nil
 }
@@ -423,7 +442,10 @@ func (s *FileSink) detach(st *fileStream, sync bool) error {
 	}
 	i := slices.Index(s.open, st)
 	s.open = slices.Delete(s.open, i, i+1)
-	err := st.w.Flush()
+	err := s.endMember(st)
+	if err == nil {
+		err = st.w.Flush()
+	}
 	if err != nil {
 		err = fmt.Errorf("file: write %s: %w", st.final, err)
 	} else if sync {
@@ -481,7 +503,11 @@ func (s *FileSink) openOutput(st *fileStream) error {
 	if err != nil {
 		return fmt.Errorf("file: open: %w", err)
 	}
-	size, err := s.cutTornLine(f, st.final)
+	cut := s.cutTornLine
+	if s.compress {
+		cut = s.cutTornMember
+	}
+	size, err := cut(f, st.final)
 	if err != nil {
 		f.Close()
 		return err
@@ -550,10 +576,12 @@ func syncPath(path string) error {
 // finishStage makes st's staging file durable and closed, and returns its
 // part (exactly_once).
 func (s *FileSink) finishStage(st *fileStream) (stagedPart, error) {
-	p := stagedPart{Staging: st.stage, Final: st.final, Offset: st.offset, Length: st.staged}
 	if st.f != nil {
-		return p, s.detach(st, true)
+		// Detaching ends a compressed member: its last bytes count.
+		err := s.detach(st, true)
+		return stagedPart{Staging: st.stage, Final: st.final, Offset: st.offset, Length: st.staged}, err
 	}
+	p := stagedPart{Staging: st.stage, Final: st.final, Offset: st.offset, Length: st.staged}
 	if st.unsynced {
 		if err := syncPath(st.stage); err != nil {
 			return p, err
@@ -601,6 +629,9 @@ func (s *FileSink) Flush(context.Context) error {
 	for base, st := range s.streams {
 		switch {
 		case st.f != nil:
+			if err := s.endMember(st); err != nil {
+				return err
+			}
 			if err := st.w.Flush(); err != nil {
 				return fmt.Errorf("file: write %s: %w", st.final, err)
 			}
@@ -827,7 +858,7 @@ func (s *FileSink) Close(context.Context) error {
 	var errs []error
 	for _, st := range s.open {
 		if !s.exactly {
-			errs = append(errs, st.w.Flush())
+			errs = append(errs, s.endMember(st), st.w.Flush())
 		}
 		errs = append(errs, st.f.Close())
 		st.f, st.w = nil, nil
