@@ -238,14 +238,16 @@ func runPipelineOnce(ctx context.Context, cfg *pipeline.Config, spec *pipeline.S
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("runtime: %s: create data dir: %w", spec.Name, err)
 	}
+	// Another process on this data dir or these outputs is not something
+	// starting again fixes: the pipeline is refused, not retried.
 	unlock, err := lockDir(dir, processOwner(spec.Name, "", cfg.DataDir, cfg.File, ""))
 	if err != nil {
-		return fmt.Errorf("runtime: %s: %w", spec.Name, err)
+		return permanentError{fmt.Errorf("runtime: %s: %w", spec.Name, err)}
 	}
 	defer unlock()
 	unlockOutputs, err := lockOutputs(spec, cfg.DataDir, cfg.File)
 	if err != nil {
-		return fmt.Errorf("runtime: %w", err)
+		return permanentError{fmt.Errorf("runtime: %w", err)}
 	}
 	defer unlockOutputs()
 
