@@ -671,8 +671,13 @@ func (s *fileSource) pollFile(tf *tailFile, b *pipeline.Batch, now time.Time) (f
 	tf.lr.acquire(&s.pool)
 	defer tf.lr.release(&s.pool)
 	for {
-		before := tf.lr.readPos
+		before, consumed := tf.lr.readPos, tf.lr.offset
 		eof, err := tf.lr.read(tf.rd, b, s.batch, true)
+		if tf.lr.offset != consumed {
+			// Lines were returned, maybe from what an earlier read
+			// buffered without reading the file again: the position moved.
+			s.gen++
+		}
 		if tf.lr.readPos != before {
 			tf.idleSince, tf.caughtUp = now, false
 			s.gen++
