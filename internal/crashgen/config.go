@@ -151,6 +151,13 @@ func Generate(seed uint64) *Config {
 			}
 		}
 		c.Window = w
+		if c.Source == SourceFile && r.IntN(4) > 0 {
+			// Out of order around the window's horizon, so that records
+			// come late (re-firing) and too late (dead letters).
+			horizon := (w.Size + w.Watermark + w.Lateness) * 1000
+			c.JitterMS = 10 * (1 + r.IntN(horizon*3/20))
+			c.JitterEvery = 2 + r.IntN(20)
+		}
 	}
 	for range 1 + r.IntN(3) {
 		s := Sink{}
