@@ -181,6 +181,9 @@ func Generate(seed uint64) *Config {
 		}
 		c.Sinks = append(c.Sinks, s)
 	}
+	if c.Keys > 32 { // every checkpoint commits a part per key: keep the run short
+		c.Records = min(c.Records, 6000)
+	}
 	c.Kills = 1 + r.IntN(8)
 	c.MinDelay = 5 * time.Millisecond
 	c.MaxDelay = time.Duration(60+r.IntN(300)) * time.Millisecond

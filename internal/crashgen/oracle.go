@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
-	"strconv"
 	"time"
 )
 
@@ -279,5 +278,3 @@ func windowItemKey(item string) string {
 	}
 	return item
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
