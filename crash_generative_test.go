@@ -31,7 +31,7 @@ import (
 // is checked against an oracle computed from the input: exactly once
 // under exactly_once, at least once and never torn under at_least_once.
 //
-// By default it runs the regression seeds below and 4 new configurations
+// By default it runs the regression seeds below and 3 new configurations
 // (1 under -short), from seeds it prints. WEIR_CRASH_CONFIGS=N runs N new
 // configurations instead; WEIR_CRASH_SEED=S replays seed S alone. A
 // failure prints its seed and the YAML; WEIR_CRASH_KEEP=DIR also keeps a
@@ -49,7 +49,7 @@ func TestCrashGenerative(t *testing.T) {
 		}
 		seeds = []uint64{seed}
 	} else {
-		n := 4
+		n := 3
 		if testing.Short() {
 			n = 1
 		}
@@ -81,6 +81,10 @@ func TestCrashGenerative(t *testing.T) {
 // every full `go test`.
 var crashRegressionSeeds = []uint64{
 	582285292, // followed file, batch 3: restarts read again lines a read had buffered (sources/file.go, pollFile)
+	// Failures of the test itself, kept for the cases they taught it:
+	471229907, // stdin: the rest of a line a killed run had begun arrives as a malformed line
+	124352100, // stdin under at_least_once (not logged): a kill loses lines sink by sink
+	517079865, // followed file rotated by rename: the rotated file and its successor interleave
 }
 
 // runGenerated runs the configuration of seed with kills and checks its

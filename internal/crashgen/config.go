@@ -59,9 +59,10 @@ type Config struct {
 }
 
 // Window is a tumbling (Slide == Size) or hopping window over k, all in
-// whole seconds.
+// whole seconds, run by Parallelism keyed instances.
 type Window struct {
 	Size, Slide, Watermark, Lateness int
+	Parallelism                      int
 }
 
 // Sink is one sink of the pipeline.
@@ -187,6 +188,18 @@ func Generate(seed uint64) *Config {
 	c.Kills = 1 + r.IntN(8)
 	c.MinDelay = 5 * time.Millisecond
 	c.MaxDelay = time.Duration(60+r.IntN(300)) * time.Millisecond
+	// Drawn last, so that the seeds drawn before keep their configuration.
+	if r.IntN(2) == 0 { // few open files for many: eviction all the time
+		for j := range c.Sinks {
+			if c.Sinks[j].MaxOpenFiles > 0 {
+				c.Sinks[j].MaxOpenFiles = 1 + r.IntN(4)
+			}
+		}
+	}
+	if c.Window != nil {
+		c.Window.Parallelism = 1 + r.IntN(4)
+	}
+	c.Kills += r.IntN(5)
 	return c
 }
 
@@ -304,6 +317,7 @@ func (c *Config) YAML(p Paths) string {
 			w("          event_time: ts")
 			w("          watermark: %ds", win.Watermark)
 			w("          allowed_lateness: %ds", win.Lateness)
+			w("          parallelism: %d", max(win.Parallelism, 1))
 			w("          group_by: [k]")
 			w("          aggregate: { n: count(), s: sum(i), mx: max(i), mn: min(i) }")
 		}
