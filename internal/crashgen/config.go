@@ -188,7 +188,7 @@ func Generate(seed uint64) *Config {
 	c.Kills = 1 + r.IntN(8)
 	c.MinDelay = 5 * time.Millisecond
 	c.MaxDelay = time.Duration(60+r.IntN(300)) * time.Millisecond
-	// Drawn last, so that the seeds drawn before keep their configuration.
+	// Drawn last, so that what is drawn above stays what it was for a seed.
 	if r.IntN(2) == 0 { // few open files for many: eviction all the time
 		for j := range c.Sinks {
 			if c.Sinks[j].MaxOpenFiles > 0 {
