@@ -81,6 +81,7 @@ func TestCrashGenerative(t *testing.T) {
 // every full `go test`.
 var crashRegressionSeeds = []uint64{
 	582285292, // followed file, batch 3: restarts read again lines a read had buffered (sources/file.go, pollFile)
+	665433668, // followed file renamed between a restart's Seek and its first open: read again from 0 (sources/file.go, openError)
 	// Failures of the test itself, kept for the cases they taught it:
 	471229907, // stdin: the rest of a line a killed run had begun arrives as a malformed line
 	124352100, // stdin under at_least_once (not logged): a kill loses lines sink by sink
