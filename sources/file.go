@@ -671,8 +671,13 @@ func (s *fileSource) pollFile(tf *tailFile, b *pipeline.Batch, now time.Time) (f
 	tf.lr.acquire(&s.pool)
 	defer tf.lr.release(&s.pool)
 	for {
-		before := tf.lr.readPos
+		before, consumed := tf.lr.readPos, tf.lr.offset
 		eof, err := tf.lr.read(tf.rd, b, s.batch, true)
+		if tf.lr.offset != consumed {
+			// Lines were returned, maybe from what an earlier read
+			// buffered without reading the file again: the position moved.
+			s.gen++
+		}
 		if tf.lr.readPos != before {
 			tf.idleSince, tf.caughtUp = now, false
 			s.gen++
@@ -877,8 +882,16 @@ func (s *fileSource) rescan(b *pipeline.Batch, tf *tailFile, p string, fi fs.Fil
 
 // openError handles a failure to open a file in follow mode: a file that
 // is gone is forgotten; otherwise the error is logged once and a tracked
-// file stays closed until a scan opens it.
+// file stays closed until a scan opens it. A tracked file whose path now
+// holds another file was renamed since its path was last seen (rotation
+// between a restore and the first open, or between two scans): it stays
+// tracked, so that the next scan finds it by identity under its new name
+// and opens it there, at its offset; no scan finding it makes it an
+// orphan, forgotten then.
 func (s *fileSource) openError(tf *tailFile, err error) {
+	if errors.Is(err, errReplaced) && !tf.orphan {
+		return
+	}
 	if isGone(err) {
 		tf.drop = true
 		return

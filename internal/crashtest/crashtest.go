@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -65,6 +66,14 @@ type Harness struct {
 	Seed               uint64
 	// Log, if set, receives each run's stderr when it failed.
 	Log func(format string, args ...any)
+	// Stdin, if set, is every run's standard input. An *os.File (a pipe's
+	// read end) is handed to each run as it is, so what a killed run had
+	// not read yet is there for the next one.
+	Stdin io.Reader
+	// Finished, if set, is for input that never ends (a followed file):
+	// once kills kills have happened, the run is polled every 100 ms and
+	// sent SIGTERM when Finished returns true, and it must then exit 0.
+	Finished func() bool
 }
 
 // Result says what happened.
@@ -100,6 +109,7 @@ func (h *Harness) Run(ctx context.Context, kills int) (Result, error) {
 		cmd := exec.CommandContext(ctx, h.Binary, h.Args...)
 		cmd.Dir = h.Dir
 		cmd.Env = append(os.Environ(), h.Env...)
+		cmd.Stdin = h.Stdin
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		start := time.Now()
@@ -112,24 +122,57 @@ func (h *Harness) Run(ctx context.Context, kills int) (Result, error) {
 		if res.Kills < kills {
 			timer = time.After(minD + time.Duration(rng.Int64N(int64(maxD-minD))))
 		}
-		select {
-		case err := <-done:
-			if err != nil {
-				if h.Log != nil {
-					h.Log("run %d failed after %v: %v\n%s", res.Runs, time.Since(start), err, stderr.String())
-				}
-				return res, fmt.Errorf("run %d exited with %v: %s", res.Runs, err, lastLines(stderr.Bytes(), 10))
-			}
-			res.Recovery = append(res.Recovery, recoveryTime(stderr.Bytes()))
-			res.Elapsed = time.Since(began)
-			return res, nil
-		case <-timer:
-			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
-				return res, err
-			}
-			<-done
+		var poll *time.Ticker
+		if timer == nil && h.Finished != nil {
+			poll = time.NewTicker(100 * time.Millisecond)
+		}
+		killed, err := h.wait(cmd, done, timer, poll)
+		if poll != nil {
+			poll.Stop()
+		}
+		if killed {
 			res.Kills++
 			res.Recovery = append(res.Recovery, recoveryTime(stderr.Bytes()))
+			continue
+		}
+		if err != nil {
+			if h.Log != nil {
+				h.Log("run %d failed after %v: %v\n%s", res.Runs, time.Since(start), err, stderr.String())
+			}
+			return res, fmt.Errorf("run %d exited with %v: %s", res.Runs, err, lastLines(stderr.Bytes(), 10))
+		}
+		res.Recovery = append(res.Recovery, recoveryTime(stderr.Bytes()))
+		res.Elapsed = time.Since(began)
+		return res, nil
+	}
+}
+
+// wait waits for one run: it kills it with SIGKILL when timer fires
+// (killed), sends it SIGTERM once Finished holds at a tick of poll, and
+// otherwise returns how it exited.
+func (h *Harness) wait(cmd *exec.Cmd, done <-chan error, timer <-chan time.Time, poll *time.Ticker) (killed bool, err error) {
+	var ticks <-chan time.Time
+	if poll != nil {
+		ticks = poll.C
+	}
+	for {
+		select {
+		case <-ticks:
+			if !h.Finished() {
+				continue
+			}
+			ticks = nil
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+				return false, err
+			}
+		case err := <-done:
+			return false, err
+		case <-timer:
+			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+				return false, err
+			}
+			<-done
+			return true, nil
 		}
 	}
 }
