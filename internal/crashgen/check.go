@@ -73,7 +73,7 @@ func (o *Output) readFileSink(c *Config, j int, dir string) error {
 			}
 			return err
 		}
-		if !d.IsDir() {
+		if !d.IsDir() && !strings.HasSuffix(d.Name(), ".weir-lock") { // output locks, not output
 			files = append(files, path)
 		}
 		return nil
