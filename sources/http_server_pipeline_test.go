@@ -48,7 +48,9 @@ pipelines:
 }
 
 // waitListening polls until addr accepts connections.
-func waitListening(t *testing.T, addr string, done <-chan error) {
+func waitListening(t *testing.T, addr string, done <-chan error) { waitListeningTB(t, addr, done) }
+
+func waitListeningTB(t testing.TB, addr string, done <-chan error) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
