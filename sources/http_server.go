@@ -172,7 +172,7 @@ func (c *HTTPServerConfig) NewSource(b pipeline.Build) (pipeline.Source, error) 
 	s := &httpServerSource{cfg: *c, index: b.Index, batch: b.BatchSize, logger: b.Logger, now: b.Now,
 		slots: make(chan struct{}, c.MaxPending), reqs: make(chan *httpRequest, c.MaxPending),
 		closing: make(chan struct{}), inflight: map[string]*httpRequest{},
-		answered: newKeyRing(c.DedupeWindow.Count)}
+		answered: newKeyRing(c.DedupeWindow)}
 	if s.batch <= 0 {
 		s.batch = pipeline.DefaultBatchSize
 	}
@@ -332,7 +332,7 @@ func (s *httpServerSource) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	if key != "" {
 		s.mu.Lock()
-		if s.answered.has(key) {
+		if s.answered.has(key, s.now()) {
 			s.mu.Unlock()
 			w.WriteHeader(http.StatusNoContent) // a retry of a request already durable
 			return
@@ -456,7 +456,7 @@ func (s *httpServerSource) forget(req *httpRequest, durable bool) {
 				delete(s.inflight, req.key)
 			}
 			if durable {
-				s.answered.add(req.key)
+				s.answered.add(req.key, s.now())
 			}
 			s.mu.Unlock()
 		}
@@ -602,30 +602,37 @@ func splitBody(format string, body []byte, maxRecords int) ([][]byte, error) {
 	return out, nil
 }
 
-// keyRing remembers the last n keys added, for membership tests.
+// keyRing remembers the last n keys added, each for at most age (when
+// positive), for membership tests.
 type keyRing struct {
-	set  map[string]struct{}
+	age  time.Duration
+	set  map[string]time.Time // key → when added
 	ring []string
 	next int
 }
 
-func newKeyRing(n int) *keyRing {
+func newKeyRing(w pipeline.DedupeWindow) *keyRing {
+	n := w.Count
 	if n <= 0 {
 		n = pipeline.DefaultDedupeCount
 	}
-	return &keyRing{set: make(map[string]struct{}, min(n, 1024)), ring: make([]string, n)}
+	return &keyRing{age: w.Age, set: make(map[string]time.Time, min(n, 1024)), ring: make([]string, n)}
 }
 
-func (k *keyRing) has(key string) bool { _, ok := k.set[key]; return ok }
+func (k *keyRing) has(key string, now time.Time) bool {
+	at, ok := k.set[key]
+	return ok && (k.age <= 0 || now.Sub(at) <= k.age)
+}
 
-func (k *keyRing) add(key string) {
-	if k.has(key) {
+func (k *keyRing) add(key string, now time.Time) {
+	if _, ok := k.set[key]; ok {
+		k.set[key] = now
 		return
 	}
 	if old := k.ring[k.next]; old != "" {
 		delete(k.set, old)
 	}
 	k.ring[k.next] = key
-	k.set[key] = struct{}{}
+	k.set[key] = now
 	k.next = (k.next + 1) % len(k.ring)
 }

@@ -549,3 +549,20 @@ func httpTestCert(t *testing.T, dir string) (certFile, keyFile string, pool *x50
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
 }
+
+func TestHTTPServerKeyRing(t *testing.T) {
+	now := time.Unix(1000, 0)
+	k := newKeyRing(pipeline.DedupeWindow{Count: 2, Age: time.Minute})
+	k.add("a", now)
+	k.add("b", now)
+	if !k.has("a", now) || !k.has("b", now.Add(time.Minute)) {
+		t.Fatal("keys within count and age forgotten")
+	}
+	if k.has("a", now.Add(time.Minute+1)) {
+		t.Error("key older than age still remembered")
+	}
+	k.add("c", now)
+	if k.has("a", now) || !k.has("b", now) || !k.has("c", now) {
+		t.Error("count 2: want a forgotten, b and c remembered")
+	}
+}
