@@ -127,7 +127,7 @@ func (c *SyslogConfig) GuaranteeWarning(g pipeline.Guarantee) string {
 	switch {
 	case c.Protocol == "udp" && g != pipeline.AtMostOnce:
 		return fmt.Sprintf("syslog source with `protocol: udp` is at-most-once under %s: a datagram dropped by the kernel while weir is busy, restarting or stopped is lost, and the sender never knows; "+
-			"use `protocol: tcp` (senders such as rsyslog's omfwd with TCP or RELP queue while weir is away) for %s", g, g)
+			"use `protocol: tcp` for %s (a TCP sender such as rsyslog's omfwd with a disk queue keeps its lines while weir is away)", g, g)
 	case c.Protocol == "tcp" && g == pipeline.AtLeastOnce:
 		return "syslog source under at_least_once: syslog over TCP has no acknowledgements, so lines read but not yet committed when weir crashes are lost; use `guarantee: exactly_once`, which writes them to the ingest WAL before anything else"
 	}
