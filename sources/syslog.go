@@ -42,7 +42,10 @@ func init() {
 // reading goes on at the next newline; an octet count over the limit, or
 // a count that is not a number, means the framing is lost: the frame goes
 // to the dead-letter output (reason framing) and the connection is closed,
-// as nothing after it can be trusted. A sender reconnects.
+// as nothing after it can be trusted. A sender reconnects. An
+// octet-counted frame cut short by the end of the connection (or by
+// idle_timeout) goes to the dead-letter output too (reason truncated); a
+// last newline-framed line without its newline is taken as sent.
 //
 // UDP (RFC 5426): one datagram is one message (trailing newlines dropped).
 //
@@ -446,8 +449,9 @@ func newSyslogFramer(r io.Reader, framing string, max int) *syslogFramer {
 }
 
 // next returns the next message (nil for an empty line), or a frame for
-// the dead-letter output with its reason, or a read error (io.EOF at the
-// end). After a frame with lost set, nothing more can be read.
+// the dead-letter output with its reason (too_long, framing, truncated),
+// or a read error (io.EOF at the end). After a frame that sets lost,
+// nothing more can be read.
 func (f *syslogFramer) next() (msg []byte, reason string, err error) {
 	c, err := f.r.Peek(1)
 	if err != nil {
@@ -503,11 +507,11 @@ func (f *syslogFramer) counted() ([]byte, string, error) {
 		return f.lose(append(head, ' '), "octet count %d is over max_message_bytes %d", n, f.max)
 	}
 	msg := make([]byte, n)
-	if _, err := io.ReadFull(f.r, msg); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, "", io.EOF // the sender's last frame cut short: it was never whole
-		}
-		return nil, "", err
+	if got, err := io.ReadFull(f.r, msg); err != nil {
+		// The connection ended (or went idle) inside the frame: what came
+		// of it goes to the dead-letter output.
+		f.lost = true
+		return msg[:got], "truncated", fmt.Errorf("syslog: octet-counted frame of %d bytes cut short after %d: %v", n, got, err)
 	}
 	return msg, "", nil
 }
@@ -525,10 +529,11 @@ func (f *syslogFramer) line() ([]byte, string, error) {
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
 		}
-		if err != nil && (!errors.Is(err, io.EOF) || total == 0) {
+		if err != nil && total == 0 {
 			return nil, "", err
 		}
-		// A whole line, or the last one without its newline: taken as sent.
+		// A whole line, or the last one without its newline (the
+		// connection ended or went idle after it): taken as sent.
 		if total <= f.max+2 {
 			out = bytes.TrimSuffix(out, []byte("\n"))
 			out = bytes.TrimSuffix(out, []byte("\r"))

@@ -67,7 +67,7 @@ func TestSyslogFraming(t *testing.T) {
 		{"count with a leading zero", "auto", "05 <1>ab", []syslogGot{{"05 <1>ab", "framing"}}, true},
 		{"octet_counting refuses a line", "octet_counting", "3 abc<1>line\n", []syslogGot{{"abc", ""}, {"<1>line\n", "framing"}}, true},
 		{"newline takes digits as text", "newline", "12 <1>x\n", []syslogGot{{"12 <1>x", ""}}, false},
-		{"last counted frame cut short", "auto", "3 abc10 <1>", []syslogGot{{"abc", ""}}, false},
+		{"last counted frame cut short", "auto", "3 abc10 <1>", []syslogGot{{"abc", ""}, {"<1>", "truncated"}}, true},
 	} {
 		got, lost := frameAll(t, tc.framing, tc.in, 32)
 		if fmt.Sprint(got) != fmt.Sprint(tc.want) || lost != tc.lost {
@@ -317,5 +317,32 @@ pipelines:
 	}
 	if len(lines) != 2 {
 		t.Errorf("%d records written, want 2", len(lines))
+	}
+}
+
+func TestSyslogTCPIdleTimeout(t *testing.T) {
+	s := newSyslogTestSource(t, func(c *SyslogConfig) { c.IdleTimeout = 100 * time.Millisecond; c.MaxConnections = 1 })
+	idle, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	fmt.Fprintf(idle, "<1>partial line without its newline")
+	idle.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := idle.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("idle connection: read %v, want EOF (closed by weir after idle_timeout)", err)
+	}
+	if recs, _ := readSyslog(t, s, 1); fmt.Sprint(recs) != "[<1>partial line without its newline]" {
+		t.Fatalf("read %q, want the partial last line taken as sent", recs)
+	}
+	if len(s.slots) != 0 {
+		// the slot is given back as the reader returns; poll briefly
+		deadline := time.Now().Add(10 * time.Second)
+		for len(s.slots) != 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if len(s.slots) != 0 {
+			t.Fatal("the idle connection's slot was not given back")
+		}
 	}
 }
