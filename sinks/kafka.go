@@ -370,27 +370,35 @@ func (s *KafkaSink) lookupTopic(ctx context.Context, topic string) (exists bool,
 }
 
 type kafkaTopicState struct {
-	exists  bool
-	checked time.Time
+	exists     bool
+	partitions int32
+	checked    time.Time
 }
 
 // topicExists caches lookupTopic for Check: a topic found stays found; one
 // missing is asked about again after a few seconds (it may be created).
 func (s *KafkaSink) topicExists(topic string) bool {
+	return s.topicState(topic).exists
+}
+
+// topicState caches lookupTopic for Check; partitions is 0 when the
+// brokers could not say.
+func (s *KafkaSink) topicState(topic string) kafkaTopicState {
 	if st, ok := s.topics[topic]; ok && (st.exists || time.Since(st.checked) < 5*time.Second) {
-		return st.exists
+		return st
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	exists, _, err := s.lookupTopic(ctx, topic)
+	exists, partitions, err := s.lookupTopic(ctx, topic)
 	if err != nil {
-		return true // the brokers could not say: let the producer find out
+		return kafkaTopicState{exists: true} // the brokers could not say: let the producer find out
 	}
 	if len(s.topics) > 10000 {
 		clear(s.topics)
 	}
-	s.topics[topic] = kafkaTopicState{exists: exists, checked: time.Now()}
-	return exists
+	st := kafkaTopicState{exists: exists, partitions: int32(partitions), checked: time.Now()}
+	s.topics[topic] = st
+	return st
 }
 
 // KafkaSink produces records to Kafka; see KafkaConfig for the protocol.
@@ -454,8 +462,14 @@ func (s *KafkaSink) Check(r *pipeline.Record) error {
 	if _, err := s.check.headersOf(r); err != nil {
 		return err
 	}
-	if p, err := s.check.partitionOf(r); err == nil && p >= 0 && s.partitions > 0 && p >= s.partitions {
-		return fmt.Errorf("kafka: partition %d: topic %q has %d partitions", p, s.write.constant, s.partitions)
+	if p, err := s.check.partitionOf(r); err == nil && p >= 0 {
+		n := s.partitions
+		if s.check.constant == "" {
+			n = s.topicState(topic).partitions
+		}
+		if n > 0 && p >= n {
+			return fmt.Errorf("kafka: partition %d: topic %q has %d partitions", p, topic, n)
+		}
 	}
 	if !r.Parsed() && len(r.Value)+len(r.Key) > s.maxBytes {
 		return fmt.Errorf("kafka: record of %d bytes is over max_message_bytes (%d)", len(r.Value)+len(r.Key), s.maxBytes)
