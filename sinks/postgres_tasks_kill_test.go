@@ -279,7 +279,7 @@ pipelines:
 	moved, scaled := 0, false
 	// A process that killed itself at a killpoint is started again at once;
 	// one that exited otherwise failed.
-	revive := func() {
+	revive := func() (started bool) {
 		t.Helper()
 		for i, p := range ps {
 			err, ok := p.exited()
@@ -290,7 +290,9 @@ pipelines:
 				t.Fatalf("process %d exited on its own: %v", i, err)
 			}
 			p.start()
+			started = true
 		}
+		return started
 	}
 	for k := 0; k < kills; k++ {
 		time.Sleep(time.Duration(150+rng.IntN(500)) * time.Millisecond)
@@ -355,7 +357,10 @@ pipelines:
 		revive()
 		got = readNow()
 	}
-	revive()
+	if revive() {
+		// A process started a moment ago may not handle SIGTERM yet.
+		time.Sleep(2 * time.Second)
+	}
 	for i, p := range ps {
 		armed := p.current().armed
 		if err := p.stop(); err != nil && !(armed && strings.Contains(err.Error(), "signal: killed")) {
