@@ -279,6 +279,7 @@ pipelines:
 	moved, scaled := 0, false
 	// A process that killed itself at a killpoint is started again at once;
 	// one that exited otherwise failed.
+	var lastStart time.Time
 	revive := func() (started bool) {
 		t.Helper()
 		for i, p := range ps {
@@ -290,7 +291,7 @@ pipelines:
 				t.Fatalf("process %d exited on its own: %v", i, err)
 			}
 			p.start()
-			started = true
+			started, lastStart = true, time.Now()
 		}
 		return started
 	}
@@ -357,10 +358,9 @@ pipelines:
 		revive()
 		got = readNow()
 	}
-	if revive() {
-		// A process started a moment ago may not handle SIGTERM yet.
-		time.Sleep(2 * time.Second)
-	}
+	revive()
+	// A process started a moment ago may not handle SIGTERM yet.
+	time.Sleep(time.Until(lastStart.Add(2 * time.Second)))
 	for i, p := range ps {
 		armed := p.current().armed
 		if err := p.stop(); err != nil && !(armed && strings.Contains(err.Error(), "signal: killed")) {
