@@ -1,6 +1,7 @@
 // Package operators holds weir's built-in operators: parse, filter, map,
 // drop_fields and keep_fields, rename, flatten, unnest (explode), sample,
-// throttle, window, dedupe. Each registers itself with
+// throttle, window, dedupe, and repartition (the end of the first half
+// of a pipeline the loader splits at it: pipeline/repartition.go). Each registers itself with
 // pipeline.Default in an init function; importing the package (for its
 // side effect) makes them available to YAML pipelines.
 //

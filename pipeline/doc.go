@@ -44,6 +44,9 @@
 // watermarks of event-time operators) and LateCounter; on configurations,
 // Validator, GuaranteeWarner (warnings for `validate`), TaskStoreConfig,
 // TaskSourceConfig, KeyedConfig, OutputPather (`validate`'s shared-path
-// check), OutputOwner (the run-time output locks) and DedupeWindower (the
-// horizon of a source's seen message ids: dedupe_window.go).
+// check), OutputOwner (the run-time output locks), DedupeWindower (the
+// horizon of a source's seen message ids: dedupe_window.go), and
+// Repartitioner and EventTimed (a repartition operator, which the loader
+// splits a pipeline at, and the event time it reports progress in:
+// repartition.go).
 package pipeline

@@ -36,8 +36,9 @@
 //
 // Splits and tasks. A source that reads several splits at once (Kafka
 // partitions, files) reports their changes after each Read; the source
-// stage sends them in band (msgSplits: additions before the batch,
-// caught-up and removed splits after it) and the chain hands them to the
+// stage sends them in band (msgSplits: additions and the splits known to
+// exist before the batch; caught-up, removed and ended splits and their
+// progress after it) and the chain hands them to the
 // operators that keep per-split watermarks (pipeline.SplitHandler). When
 // the pipeline reads a consumer group into a sink that keeps tasks
 // (pipeline.TaskStore; tasks.go), every partition is a task: the source

@@ -459,10 +459,11 @@ func (s *KafkaSink) Check(r *pipeline.Record) error {
 	if _, err := s.check.keyOf(r); err != nil {
 		return err
 	}
-	if _, err := s.check.headersOf(r); err != nil {
+	hs, err := s.check.headersOf(r)
+	if err != nil {
 		return err
 	}
-	if p, err := s.check.partitionOf(r); err == nil && p >= 0 {
+	if p, ok := headerPartition(hs); ok {
 		n := s.partitions
 		if s.check.constant == "" {
 			n = s.topicState(topic).partitions

@@ -81,18 +81,25 @@ func withPartition(hs []kgo.RecordHeader, p int32) []kgo.RecordHeader {
 	return append(hs, kgo.RecordHeader{Key: kafkaPartitionHeader, Value: strconv.AppendInt(nil, int64(p), 10)})
 }
 
+// headerPartition reads the partition header withPartition appended.
+func headerPartition(hs []kgo.RecordHeader) (int32, bool) {
+	n := len(hs)
+	if n == 0 || hs[n-1].Key != kafkaPartitionHeader {
+		return 0, false
+	}
+	p, err := strconv.ParseInt(string(hs[n-1].Value), 10, 32)
+	return int32(p), err == nil
+}
+
 // takePartition strips the partition header from a record about to be
 // produced, and puts the partition where kafkaPartitioner finds it.
 func takePartition(ctx context.Context, r *kgo.Record) {
-	n := len(r.Headers)
-	if n == 0 || r.Headers[n-1].Key != kafkaPartitionHeader {
+	p, ok := headerPartition(r.Headers)
+	if !ok {
 		return
 	}
-	p, err := strconv.ParseInt(string(r.Headers[n-1].Value), 10, 32)
-	r.Headers = r.Headers[:n-1]
-	if err == nil {
-		r.Context = context.WithValue(ctx, kafkaPartitionKey{}, int32(p))
-	}
+	r.Headers = r.Headers[:len(r.Headers)-1]
+	r.Context = context.WithValue(ctx, kafkaPartitionKey{}, p)
 }
 
 func forcedPartition(r *kgo.Record) (int32, bool) {

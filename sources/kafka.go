@@ -444,6 +444,10 @@ type kafkaPartition struct {
 	stalled  int64 // next offset at the previous empty poll that found it short of its end; -1: none
 	end      int64 // end offset listed at that poll
 
+	// subs caches the sub-split names of a repartitioned partition by
+	// their weir-split header, so that a record does not build its own.
+	subs map[string]string
+
 	// endOffset is the partition's end for this consumer (endOf) as the
 	// last fetch Read took, or the last listing, reported it; -1 until
 	// known. It gives the lag (see SplitLags).
@@ -586,7 +590,7 @@ func (s *kafkaSource) Read(ctx context.Context, b *pipeline.Batch) (pipeline.Ack
 				r.Headers = make([]pipeline.Header, 0, len(kr.Headers))
 				for _, h := range kr.Headers {
 					if s.cfg.Repartitioned && h.Key == pipeline.RepartitionSplitHeader {
-						r.Split = name + "|" + string(h.Value)
+						r.Split = st.subSplit(name, h.Value)
 						continue
 					}
 					r.Headers = append(r.Headers, pipeline.Header{Key: h.Key, Value: h.Value})

@@ -71,3 +71,17 @@ func (s *kafkaSource) upstreamRecord(kr *kgo.Record, partition string, b *pipeli
 	}
 	return true
 }
+
+// subSplit returns the sub-split "<partition>|<upstream>" of a record of
+// this partition, made once per upstream split.
+func (st *kafkaPartition) subSplit(partition string, upstream []byte) string {
+	if sub, ok := st.subs[string(upstream)]; ok {
+		return sub
+	}
+	if st.subs == nil || len(st.subs) > 1<<12 {
+		st.subs = map[string]string{}
+	}
+	sub := partition + "|" + string(upstream)
+	st.subs[string(upstream)] = sub
+	return sub
+}
