@@ -39,7 +39,7 @@ type FlattenConfig struct {
 
 // UnmarshalYAML accepts `flatten:` with no options, or the mapping.
 func (c *FlattenConfig) UnmarshalYAML(n ast.Node) error {
-	if yamlUnwrap(n) == nil {
+	if pipeline.UnwrapValue(n) == nil {
 		return nil
 	}
 	type plain FlattenConfig

@@ -35,8 +35,8 @@ type SampleConfig struct {
 
 // UnmarshalYAML takes the rate alone, or the mapping.
 func (c *SampleConfig) UnmarshalYAML(n ast.Node) error {
-	if _, ok := yamlUnwrap(n).(ast.ScalarNode); ok {
-		return c.setRate(yamlPair{key: "sample", kn: n, value: yamlUnwrap(n)})
+	if _, ok := pipeline.UnwrapValue(n).(ast.ScalarNode); ok {
+		return c.setRate(yamlPair{key: "sample", kn: n, value: pipeline.UnwrapValue(n)})
 	}
 	pairs, err := yamlMapping(n, "sample")
 	if err != nil {

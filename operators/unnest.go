@@ -40,7 +40,7 @@ type UnnestConfig struct {
 
 // UnmarshalYAML takes the field name alone, or the mapping.
 func (c *UnnestConfig) UnmarshalYAML(n ast.Node) error {
-	if s, ok := yamlUnwrap(n).(ast.ScalarNode); ok {
+	if s, ok := pipeline.UnwrapValue(n).(ast.ScalarNode); ok {
 		c.Field = fmt.Sprint(s.GetValue())
 	} else {
 		type plain UnnestConfig

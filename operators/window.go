@@ -235,7 +235,7 @@ func (c *WindowConfig) decodeGroupBy(p yamlPair) error {
 		items = []ast.Node{v}
 	}
 	for _, item := range items {
-		item = yamlUnwrap(item)
+		item = pipeline.UnwrapValue(item)
 		switch item.(type) {
 		case *ast.MappingNode, *ast.MappingValueNode:
 			pairs, err := yamlMapping(item, "window: group_by")

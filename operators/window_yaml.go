@@ -24,29 +24,11 @@ type yamlPair struct {
 	value ast.Node
 }
 
-// yamlUnwrap strips anchors and tags around a node; comments read as nil.
-func yamlUnwrap(n ast.Node) ast.Node {
-	for {
-		switch x := n.(type) {
-		case *ast.AnchorNode:
-			n = x.Value
-		case *ast.TagNode:
-			n = x.Value
-		case *ast.CommentGroupNode:
-			return nil
-		case *ast.NullNode:
-			return nil
-		default:
-			return n
-		}
-	}
-}
-
 // configErr builds a positioned configuration error. The loader fills in the
 // file name. A problem with a whole mapping is reported at its first key.
 func configErr(n ast.Node, format string, args ...any) *pipeline.ConfigError {
 	var pos pipeline.Pos
-	switch m := yamlUnwrap(n).(type) {
+	switch m := pipeline.UnwrapValue(n).(type) {
 	case nil:
 	case *ast.MappingNode:
 		if len(m.Values) > 0 {
@@ -65,32 +47,24 @@ func configErr(n ast.Node, format string, args ...any) *pipeline.ConfigError {
 // yamlMapping returns the pairs of a mapping node in order, refusing
 // duplicate keys. what names the mapping in errors.
 func yamlMapping(n ast.Node, what string) ([]yamlPair, error) {
-	var values []*ast.MappingValueNode
-	switch x := yamlUnwrap(n).(type) {
-	case *ast.MappingNode:
-		values = x.Values
-	case *ast.MappingValueNode:
-		values = []*ast.MappingValueNode{x}
-	case nil:
-		return nil, nil
-	default:
+	kvs, ok := pipeline.Mapping(n)
+	if !ok {
 		return nil, configErr(n, "%s: expected a mapping, got %s", what, yamlDescribe(n))
 	}
-	out := make([]yamlPair, 0, len(values))
-	seen := make(map[string]bool, len(values))
-	for _, v := range values {
-		k := v.Key.GetToken().Value
-		if seen[k] {
-			return nil, configErr(v.Key, "%s: duplicate key %q", what, k)
+	out := make([]yamlPair, 0, len(kvs))
+	seen := make(map[string]bool, len(kvs))
+	for _, kv := range kvs {
+		if seen[kv.Key] {
+			return nil, configErr(kv.KeyNode, "%s: duplicate key %q", what, kv.Key)
 		}
-		seen[k] = true
-		out = append(out, yamlPair{key: k, kn: v.Key, value: yamlUnwrap(v.Value)})
+		seen[kv.Key] = true
+		out = append(out, yamlPair{key: kv.Key, kn: kv.KeyNode, value: kv.Value})
 	}
 	return out, nil
 }
 
 func yamlDescribe(n ast.Node) string {
-	switch x := yamlUnwrap(n).(type) {
+	switch x := pipeline.UnwrapValue(n).(type) {
 	case nil:
 		return "nothing"
 	case *ast.SequenceNode:
@@ -210,7 +184,7 @@ func prefixConfigErr(err error, what string) error {
 // character (past an opening quote), so that positions inside the text can
 // be computed by adding a byte offset.
 func scalarTextPos(n ast.Node) (string, pipeline.Pos, bool) {
-	n = yamlUnwrap(n)
+	n = pipeline.UnwrapValue(n)
 	var text string
 	switch v := n.(type) {
 	case *ast.StringNode:

@@ -176,22 +176,6 @@ func (l *loader) errorf(n ast.Node, format string, args ...any) {
 	l.errs = append(l.errs, &ConfigError{Pos: l.pos(n), Msg: fmt.Sprintf(format, args...)})
 }
 
-// unwrap strips anchors, tags and comments around a node.
-func unwrap(n ast.Node) ast.Node {
-	for {
-		switch x := n.(type) {
-		case *ast.AnchorNode:
-			n = x.Value
-		case *ast.TagNode:
-			n = x.Value
-		case *ast.CommentGroupNode:
-			return nil
-		default:
-			return n
-		}
-	}
-}
-
 type pair struct {
 	key   string
 	kn    ast.Node
@@ -200,39 +184,26 @@ type pair struct {
 
 // pairs returns the key/value pairs of a mapping node, or reports an error.
 func (l *loader) pairs(n ast.Node, what string) ([]pair, bool) {
-	n = unwrap(n)
-	var values []*ast.MappingValueNode
-	switch x := n.(type) {
-	case *ast.MappingNode:
-		values = x.Values
-	case *ast.MappingValueNode:
-		values = []*ast.MappingValueNode{x}
-	case *ast.NullNode, nil:
-		return nil, true
-	default:
+	kvs, ok := Mapping(n)
+	if !ok {
 		l.errorf(n, "%s: expected a mapping, got %s", what, describe(n))
 		return nil, false
 	}
-	out := make([]pair, 0, len(values))
+	out := make([]pair, 0, len(kvs))
 	seen := map[string]bool{}
-	for _, v := range values {
-		k := v.Key.GetToken().Value
-		if seen[k] {
-			l.errorf(v.Key, "%s: duplicate key %q", what, k)
+	for _, kv := range kvs {
+		if seen[kv.Key] {
+			l.errorf(kv.KeyNode, "%s: duplicate key %q", what, kv.Key)
 			continue
 		}
-		seen[k] = true
-		val := unwrap(v.Value)
-		if _, isNull := val.(*ast.NullNode); isNull {
-			val = nil
-		}
-		out = append(out, pair{key: k, kn: v.Key, value: val})
+		seen[kv.Key] = true
+		out = append(out, pair{key: kv.Key, kn: kv.KeyNode, value: kv.Value})
 	}
 	return out, true
 }
 
 func describe(n ast.Node) string {
-	switch unwrap(n).(type) {
+	switch Unwrap(n).(type) {
 	case *ast.SequenceNode:
 		return "a list"
 	case *ast.MappingNode, *ast.MappingValueNode:
@@ -268,7 +239,7 @@ func (l *loader) top(n ast.Node, cfg *Config) {
 		l.errorf(n, "missing `pipelines:`")
 		return
 	}
-	seq, ok := unwrap(pipelines).(*ast.SequenceNode)
+	seq, ok := Unwrap(pipelines).(*ast.SequenceNode)
 	if !ok || len(seq.Values) == 0 {
 		l.errorf(pipelines, "pipelines: expected a list of pipelines, got %s", describe(pipelines))
 		return
@@ -584,7 +555,7 @@ func toConfigError(file string, err error, fallback Pos) *ConfigError {
 // scalarString returns a scalar node's text and position, for unmarshalers
 // of expression-valued options.
 func scalarString(n ast.Node) (string, Pos, error) {
-	n = unwrap(n)
+	n = Unwrap(n)
 	var pos Pos
 	if n != nil && n.GetToken() != nil {
 		p := n.GetToken().Position

@@ -80,7 +80,7 @@ func keyPath(root ast.Node, tk *token.Token) ([]string, *ast.MappingValueNode) {
 	var found *ast.MappingValueNode
 	var walk func(n ast.Node) bool
 	walk = func(n ast.Node) bool {
-		switch x := unwrap(n).(type) {
+		switch x := Unwrap(n).(type) {
 		case *ast.MappingNode:
 			for _, v := range x.Values {
 				if walk(v) {
@@ -113,7 +113,7 @@ func keyPath(root ast.Node, tk *token.Token) ([]string, *ast.MappingValueNode) {
 // listOfOne makes the scalar value of mv a list holding it, and reports
 // whether it did.
 func listOfOne(mv *ast.MappingValueNode) bool {
-	v := unwrap(mv.Value)
+	v := Unwrap(mv.Value)
 	if _, ok := v.(ast.ScalarNode); !ok || v == nil {
 		return false
 	}

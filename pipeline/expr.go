@@ -574,7 +574,7 @@ func (e *Expr) UnmarshalYAML(n yamlast.Node) error {
 // quoteWidth is 1 for a quoted scalar (its text starts a column after the
 // token) and 0 otherwise.
 func quoteWidth(n yamlast.Node) int {
-	n = unwrap(n)
+	n = Unwrap(n)
 	if n == nil || n.GetToken() == nil {
 		return 0
 	}

@@ -25,20 +25,6 @@ type operatorInstance struct {
 	stats *ComponentStats // observability hook: records in/out (metrics.go)
 }
 
-// chainReport is what the operator chain tells the coordinator when a
-// barrier has aligned: every source's position and every operator's state.
-type chainReport struct {
-	id        uint64
-	final     bool
-	positions [][]byte
-	forwarded []uint64 // per source: Reads before the barrier
-	states    [][]byte
-	acks      []AckFunc
-	tasks     map[string]int64 // every source's task offsets
-
-	aligned, snapshotted time.Time // observability hook: checkpoint trace (metrics_trace.go)
-}
-
 // chain is the stage that runs the operators, in order, on one goroutine,
 // and fans the result out to the sinks.
 type chain struct {
@@ -54,15 +40,12 @@ type chain struct {
 	reports  chan<- chainReport
 	done     chan<- struct{} // closed once every input ended and was flushed
 
-	// barrier alignment bookkeeping, per checkpoint id
-	pending map[uint64]*chainReport
-	arrived map[uint64]int
+	collect collector // barriers per checkpoint id, until every source's came (barrier.go)
 	eofs    int
 }
 
 func (c *chain) run(ctx context.Context) error {
-	c.pending = map[uint64]*chainReport{}
-	c.arrived = map[uint64]int{}
+	c.collect = newCollector(c.nSources)
 	var tick <-chan time.Time
 	for _, o := range c.ops {
 		if o.tick != nil {
@@ -129,27 +112,11 @@ func (c *chain) processFrom(ctx context.Context, from int, b *pipeline.Batch) er
 
 func (c *chain) onBarrier(ctx context.Context, m message) error {
 	b := m.barrier
-	rep := c.pending[b.id]
+	rep := c.collect.add(m)
 	if rep == nil {
-		rep = &chainReport{id: b.id, final: b.final, positions: make([][]byte, c.nSources), forwarded: make([]uint64, c.nSources)}
-		c.pending[b.id] = rep
-	}
-	rep.positions[m.source] = b.position
-	rep.forwarded[m.source] = b.forwarded
-	for task, off := range b.tasks {
-		if rep.tasks == nil {
-			rep.tasks = map[string]int64{}
-		}
-		rep.tasks[task] = off
-	}
-	rep.acks = append(rep.acks, b.acks...)
-	c.arrived[b.id]++
-	if c.arrived[b.id] < c.nSources {
 		return nil
 	}
 	// Aligned: everything before the barrier has been processed.
-	delete(c.pending, b.id)
-	delete(c.arrived, b.id)
 	rep.aligned = time.Now()
 	rep.states = make([][]byte, len(c.ops))
 	perTask := map[string]map[string][]byte{} // task operator id → task → state

@@ -14,12 +14,6 @@ import (
 	"github.com/weirhq/weir/wal"
 )
 
-// barrierRequest asks a source stage to inject a barrier.
-type barrierRequest struct {
-	id    uint64
-	final bool
-}
-
 // readResult is one Read, handed from the reader goroutine to the stage.
 type readResult struct {
 	batch *pipeline.Batch

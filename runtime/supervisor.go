@@ -9,8 +9,6 @@ package runtime
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,8 +18,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/goccy/go-yaml/ast"
 
 	"github.com/weirhq/weir/pipeline"
 )
@@ -52,119 +48,11 @@ func NewRevision(reg *pipeline.Registry, file string, data []byte) (*Revision, e
 	if err != nil {
 		return nil, err
 	}
-	fps, err := Fingerprints(file, data)
+	fps, err := pipeline.Fingerprints(file, data)
 	if err != nil {
 		return nil, err
 	}
 	return &Revision{Config: cfg, Fingerprints: fps}, nil
-}
-
-// Fingerprints returns a hash of each pipeline's YAML, by name: two
-// revisions of a pipeline run the same way when their fingerprints are
-// equal. The hash covers the interpolated values, not comments, quoting
-// or indentation, and leaves out the pipeline's `tests:`.
-func Fingerprints(file string, data []byte) (map[string]string, error) {
-	text, err := pipeline.Interpolate(file, string(data), os.LookupEnv)
-	if err != nil {
-		return nil, err
-	}
-	f, _, err := pipeline.ParseYAML(file, text)
-	if err != nil {
-		return nil, fmt.Errorf("runtime: parse config: %w", err)
-	}
-	out := map[string]string{}
-	if len(f.Docs) == 0 {
-		return out, nil
-	}
-	for _, top := range mappingValues(f.Docs[0].Body) {
-		if top.Key.GetToken().Value != "pipelines" {
-			continue
-		}
-		seq, ok := unwrapNode(top.Value).(*ast.SequenceNode)
-		if !ok {
-			continue
-		}
-		for _, p := range seq.Values {
-			var name string
-			var b strings.Builder
-			for _, kv := range mappingValues(p) {
-				k := kv.Key.GetToken().Value
-				switch k {
-				case "tests":
-					continue
-				case "name":
-					if v := unwrapNode(kv.Value); v != nil && v.GetToken() != nil {
-						name = v.GetToken().Value
-					}
-				}
-				b.WriteString(strconv.Quote(k))
-				b.WriteByte(':')
-				canonical(&b, kv.Value)
-				b.WriteByte(';')
-			}
-			sum := sha256.Sum256([]byte(b.String()))
-			out[name] = hex.EncodeToString(sum[:])
-		}
-	}
-	return out, nil
-}
-
-func unwrapNode(n ast.Node) ast.Node {
-	for {
-		switch x := n.(type) {
-		case *ast.AnchorNode:
-			n = x.Value
-		case *ast.TagNode:
-			n = x.Value
-		default:
-			return n
-		}
-	}
-}
-
-func mappingValues(n ast.Node) []*ast.MappingValueNode {
-	switch x := unwrapNode(n).(type) {
-	case *ast.MappingNode:
-		return x.Values
-	case *ast.MappingValueNode:
-		return []*ast.MappingValueNode{x}
-	}
-	return nil
-}
-
-// canonical writes a layout-independent rendering of a YAML node.
-func canonical(b *strings.Builder, n ast.Node) {
-	n = unwrapNode(n)
-	switch x := n.(type) {
-	case nil, *ast.NullNode:
-		b.WriteString("null")
-	case *ast.MappingNode, *ast.MappingValueNode:
-		b.WriteByte('{')
-		for _, kv := range mappingValues(x) {
-			b.WriteString(strconv.Quote(kv.Key.GetToken().Value))
-			b.WriteByte(':')
-			canonical(b, kv.Value)
-			b.WriteByte(',')
-		}
-		b.WriteByte('}')
-	case *ast.SequenceNode:
-		b.WriteByte('[')
-		for _, v := range x.Values {
-			canonical(b, v)
-			b.WriteByte(',')
-		}
-		b.WriteByte(']')
-	case *ast.StringNode:
-		b.WriteString(strconv.Quote(x.Value))
-	case *ast.LiteralNode:
-		b.WriteString(strconv.Quote(x.Value.Value))
-	case *ast.CommentGroupNode:
-		b.WriteString("null")
-	default:
-		if t := n.GetToken(); t != nil {
-			b.WriteString(fmt.Sprintf("%T:%s", n, t.Value))
-		}
-	}
 }
 
 // RunState is a supervised pipeline's state as the supervisor sees it.

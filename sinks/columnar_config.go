@@ -145,27 +145,22 @@ type yamlOption struct {
 // o, and every other key through extra, which reports whether it knew the
 // key. Every error is a *pipeline.ConfigError at the value's position.
 func decodeColumnar(n ast.Node, sink string, o *ColumnarOptions, extraKeys string, extra func(yamlOption) (bool, error)) error {
-	n = unwrapNode(n)
-	var values []*ast.MappingValueNode
-	switch x := n.(type) {
-	case *ast.MappingNode:
-		values = x.Values
-	case *ast.MappingValueNode:
-		values = []*ast.MappingValueNode{x}
-	case nil:
-		return nil
-	default:
+	kvs, ok := pipeline.Mapping(n)
+	if !ok {
 		return &pipeline.ConfigError{Pos: pipeline.NodePos(n), Msg: sink + ": want a mapping of options such as `{path: out/lake}`"}
+	}
+	if pipeline.IsNull(n) {
+		return nil
 	}
 	o.pos = pipeline.NodePos(n)
 	seen := map[string]bool{}
-	for _, mv := range values {
-		opt := yamlOption{key: mv.Key.GetToken().Value, value: unwrapNode(mv.Value), pos: pipeline.NodePos(mv.Key)}
+	for _, kv := range kvs {
+		opt := yamlOption{key: kv.Key, value: kv.Value, pos: kv.Pos()}
 		if opt.value != nil {
 			opt.pos = pipeline.NodePos(opt.value)
 		}
 		if seen[opt.key] {
-			return &pipeline.ConfigError{Pos: pipeline.NodePos(mv.Key), Msg: fmt.Sprintf("%s: duplicate key %q", sink, opt.key)}
+			return &pipeline.ConfigError{Pos: kv.Pos(), Msg: fmt.Sprintf("%s: duplicate key %q", sink, opt.key)}
 		}
 		seen[opt.key] = true
 		err := decodeSharedOption(opt, o)
@@ -173,7 +168,7 @@ func decodeColumnar(n ast.Node, sink string, o *ColumnarOptions, extraKeys strin
 			var known bool
 			known, err = extra(opt)
 			if !known {
-				return &pipeline.ConfigError{Pos: pipeline.NodePos(mv.Key), Msg: fmt.Sprintf(
+				return &pipeline.ConfigError{Pos: kv.Pos(), Msg: fmt.Sprintf(
 					"%s: unknown key %q (want path, schema, partition_by, prefix, max_open_files, max_file_bytes, max_file_age, max_buffer_bytes, max_value_bytes, unknown_fields, %s)", sink, opt.key, extraKeys)}
 			}
 		}

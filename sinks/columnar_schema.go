@@ -361,14 +361,8 @@ func (s *ColumnarSchema) UnmarshalYAML(n ast.Node) error {
 }
 
 func decodeStructNode(n ast.Node, depth int) ([]ColumnarField, error) {
-	n = unwrapNode(n)
-	var values []*ast.MappingValueNode
-	switch x := n.(type) {
-	case *ast.MappingNode:
-		values = x.Values
-	case *ast.MappingValueNode:
-		values = []*ast.MappingValueNode{x}
-	default:
+	kvs, ok := pipeline.Mapping(n)
+	if !ok || pipeline.IsNull(n) {
 		return nil, &pipeline.ConfigError{Pos: pipeline.NodePos(n), Msg: "schema: want a mapping of column name to type (such as `{ts: \"timestamp(ms)\", level: string}`)"}
 	}
 	if depth > maxTypeDepth {
@@ -376,9 +370,9 @@ func decodeStructNode(n ast.Node, depth int) ([]ColumnarField, error) {
 	}
 	var out []ColumnarField
 	seen := map[string]bool{}
-	for _, v := range values {
-		name := v.Key.GetToken().Value
-		kpos := pipeline.NodePos(v.Key)
+	for _, kv := range kvs {
+		name := kv.Key
+		kpos := kv.Pos()
 		if seen[name] {
 			return nil, &pipeline.ConfigError{Pos: kpos, Msg: fmt.Sprintf("schema: duplicate column %q", name)}
 		}
@@ -386,7 +380,7 @@ func decodeStructNode(n ast.Node, depth int) ([]ColumnarField, error) {
 		if name == "" {
 			return nil, &pipeline.ConfigError{Pos: kpos, Msg: "schema: empty column name"}
 		}
-		val := unwrapNode(v.Value)
+		val := kv.Value
 		vpos := pipeline.NodePos(val)
 		f := ColumnarField{Name: name, Pos: vpos}
 		switch x := val.(type) {
@@ -435,21 +429,6 @@ func orPos(a, b pipeline.Pos) pipeline.Pos {
 		return a
 	}
 	return b
-}
-
-func unwrapNode(n ast.Node) ast.Node {
-	for {
-		switch x := n.(type) {
-		case *ast.AnchorNode:
-			n = x.Value
-		case *ast.TagNode:
-			n = x.Value
-		case *ast.NullNode:
-			return nil
-		default:
-			return n
-		}
-	}
 }
 
 // inferSchema builds a schema from one record: every top-level field with a

@@ -100,8 +100,8 @@ func (c *ParquetConfig) UnmarshalYAML(n ast.Node) error {
 			if seq, ok := opt.value.(*ast.SequenceNode); ok {
 				c.Dictionary, c.DictionaryColumns = true, nil
 				for _, v := range seq.Values {
-					name, serr := yamlString(yamlOption{key: opt.key, value: unwrapNode(v)})
-					if serr != nil || name == "" {
+					name, serr := yamlString(yamlOption{key: opt.key, value: pipeline.Unwrap(v)})
+					if serr != nil || name == "" || pipeline.IsNull(v) {
 						return true, &pipeline.ConfigError{Pos: pipeline.NodePos(v), Msg: "parquet: dictionary: want true, false or a list of column names"}
 					}
 					c.DictionaryColumns = append(c.DictionaryColumns, name)

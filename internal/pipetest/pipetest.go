@@ -99,33 +99,29 @@ func Cases(file string, spec *pipeline.Spec) ([]Case, error) {
 		return nil, nil
 	}
 	p := &reader{file: file}
-	seq, ok := unwrap(spec.Tests).(*ast.SequenceNode)
+	seq, ok := pipeline.Unwrap(spec.Tests).(*ast.SequenceNode)
 	if !ok {
 		return nil, p.errorf(spec.Tests, "tests: expected a list of tests")
 	}
 	var out []Case
 	for i, n := range seq.Values {
 		c := Case{Pipeline: spec.Name, Operator: -1, Pos: p.pos(n), Name: fmt.Sprintf("test %d", i+1)}
-		m, ok := unwrap(n).(*ast.MappingNode)
-		if !ok {
-			if mv, ok1 := unwrap(n).(*ast.MappingValueNode); ok1 {
-				m = &ast.MappingNode{Values: []*ast.MappingValueNode{mv}}
-			} else {
-				return nil, p.errorf(n, "tests[%d]: expected a mapping with name, input and expect", i)
-			}
+		kvs, ok := pipeline.Mapping(n)
+		if !ok || pipeline.IsNull(n) {
+			return nil, p.errorf(n, "tests[%d]: expected a mapping with name, input and expect", i)
 		}
 		seen := map[string]bool{}
-		for _, kv := range m.Values {
-			key := kv.Key.GetToken().Value
+		for _, kv := range kvs {
+			key := kv.Key
 			seen[key] = true
-			v := unwrap(kv.Value)
+			v := kv.Value
 			switch key {
 			case "name":
 				c.Name = scalarText(v)
 			case "operator":
 				idx, err := strconv.Atoi(scalarText(v))
 				if err != nil || idx < 0 || idx >= len(spec.Operators) {
-					return nil, p.errorf(kv.Value, "tests[%d]: operator: want an operator index from 0 to %d, got %q", i, len(spec.Operators)-1, scalarText(v))
+					return nil, p.errorf(kv.KeyNode, "tests[%d]: operator: want an operator index from 0 to %d, got %q", i, len(spec.Operators)-1, scalarText(v))
 				}
 				c.Operator = idx
 			case "input":
@@ -166,7 +162,7 @@ func Cases(file string, spec *pipeline.Spec) ([]Case, error) {
 					c.ExpectDead = append(c.ExpectDead, d)
 				}
 			default:
-				return nil, p.errorf(kv.Key, "tests[%d]: unknown key %q (want name, operator, input, expect, expect_dead)", i, key)
+				return nil, p.errorf(kv.KeyNode, "tests[%d]: unknown key %q (want name, operator, input, expect, expect_dead)", i, key)
 			}
 		}
 		if !seen["input"] {
@@ -205,7 +201,7 @@ func (p *reader) list(n ast.Node, what string, i int) ([]ast.Node, error) {
 }
 
 func (p *reader) input(n ast.Node) (Input, error) {
-	n = unwrap(n)
+	n = pipeline.Unwrap(n)
 	switch n.(type) {
 	case *ast.MappingNode, *ast.MappingValueNode:
 		var b bytes.Buffer
@@ -220,7 +216,7 @@ func (p *reader) input(n ast.Node) (Input, error) {
 }
 
 func (p *reader) expected(n ast.Node) (Value, error) {
-	n = unwrap(n)
+	n = pipeline.Unwrap(n)
 	switch n.(type) {
 	case *ast.MappingNode, *ast.MappingValueNode:
 		var b bytes.Buffer
@@ -240,28 +236,24 @@ func (p *reader) expected(n ast.Node) (Value, error) {
 
 func (p *reader) dead(n ast.Node) (Dead, error) {
 	d := Dead{Pos: p.pos(n)}
-	n = unwrap(n)
-	var values []*ast.MappingValueNode
-	switch x := n.(type) {
-	case *ast.MappingNode:
-		values = x.Values
-	case *ast.MappingValueNode:
-		values = []*ast.MappingValueNode{x}
-	case *ast.StringNode:
+	n = pipeline.Unwrap(n)
+	if x, ok := n.(*ast.StringNode); ok {
 		d.Reason = x.Value
 		return d, nil
-	default:
+	}
+	kvs, ok := pipeline.Mapping(n)
+	if !ok || pipeline.IsNull(n) {
 		return d, p.errorf(n, "expect_dead: expected {reason: ..., value: ...} or a reason")
 	}
-	for _, kv := range values {
-		switch k := kv.Key.GetToken().Value; k {
+	for _, kv := range kvs {
+		switch k := kv.Key; k {
 		case "reason":
-			d.Reason = scalarText(unwrap(kv.Value))
+			d.Reason = scalarText(kv.Value)
 		case "value":
-			s := scalarText(unwrap(kv.Value))
+			s := scalarText(kv.Value)
 			d.Value = &s
 		default:
-			return d, p.errorf(kv.Key, "expect_dead: unknown key %q (want reason, value)", k)
+			return d, p.errorf(kv.KeyNode, "expect_dead: unknown key %q (want reason, value)", k)
 		}
 	}
 	return d, nil
@@ -269,23 +261,18 @@ func (p *reader) dead(n ast.Node) (Dead, error) {
 
 // appendJSON writes a YAML node as JSON, keeping mapping order.
 func (p *reader) appendJSON(b *bytes.Buffer, n ast.Node) error {
-	n = unwrap(n)
+	n = pipeline.Unwrap(n)
 	switch x := n.(type) {
 	case nil, *ast.NullNode:
 		b.WriteString("null")
 	case *ast.MappingNode, *ast.MappingValueNode:
-		var values []*ast.MappingValueNode
-		if m, ok := x.(*ast.MappingNode); ok {
-			values = m.Values
-		} else {
-			values = []*ast.MappingValueNode{x.(*ast.MappingValueNode)}
-		}
+		kvs, _ := pipeline.Mapping(x)
 		b.WriteByte('{')
-		for i, kv := range values {
+		for i, kv := range kvs {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			b.Write(pipeline.AppendJSONString(nil, kv.Key.GetToken().Value))
+			b.Write(pipeline.AppendJSONString(nil, kv.Key))
 			b.WriteByte(':')
 			if err := p.appendJSON(b, kv.Value); err != nil {
 				return err
@@ -325,19 +312,6 @@ func (p *reader) appendJSON(b *bytes.Buffer, n ast.Node) error {
 		return p.errorf(n, "unsupported YAML value %q in a test record", n.GetToken().Value)
 	}
 	return nil
-}
-
-func unwrap(n ast.Node) ast.Node {
-	for {
-		switch x := n.(type) {
-		case *ast.AnchorNode:
-			n = x.Value
-		case *ast.TagNode:
-			n = x.Value
-		default:
-			return n
-		}
-	}
 }
 
 func scalarText(n ast.Node) string {
