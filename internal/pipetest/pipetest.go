@@ -121,7 +121,11 @@ func Cases(file string, spec *pipeline.Spec) ([]Case, error) {
 			case "operator":
 				idx, err := strconv.Atoi(scalarText(v))
 				if err != nil || idx < 0 || idx >= len(spec.Operators) {
-					return nil, p.errorf(kv.KeyNode, "tests[%d]: operator: want an operator index from 0 to %d, got %q", i, len(spec.Operators)-1, scalarText(v))
+					at := v
+					if at == nil {
+						at = kv.KeyNode
+					}
+					return nil, p.errorf(at, "tests[%d]: operator: want an operator index from 0 to %d, got %q", i, len(spec.Operators)-1, scalarText(v))
 				}
 				c.Operator = idx
 			case "input":
