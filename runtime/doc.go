@@ -28,6 +28,24 @@
 //     last checkpoint's tokens, discards later staging, restores operator
 //     state and seeks sources (or replays the WAL) to the saved positions.
 //
+// A barrier, file by file (the one place to change alignment is
+// barrier.go; the one place to change what a checkpoint does is
+// coordinator.go):
+//
+//   - run.go starts the stages (built by build.go) and the coordinator;
+//   - coordinator.go triggers checkpoint k: a barrierRequest to every
+//     source stage;
+//   - source_stage.go injects the barrier between two batches, with the
+//     source's position, and waits in the aligner (barrier.go) until every
+//     source has sent barrier k;
+//   - parallel.go passes it through the stateless workers in its place;
+//   - chain.go collects one per source (barrier.go, collector), snapshots
+//     every operator, reports to the coordinator and sends the barrier on;
+//   - sink_stage.go pre-commits each sink and reports its token;
+//   - coordinator.go completes: checkpoint_store.go saves it durably, then
+//     the sinks commit, at-least-once sources are acknowledged and ingest
+//     WALs truncated.
+//
 // Redeliveries and outputs. A WAL-fed source drops a message whose id is in
 // its seen-id set (seen_ids.go), bounded by the source's dedupe_window and
 // kept across WAL truncation in a seen-id file. Before it builds anything,
