@@ -32,21 +32,28 @@
 //
 // after which `- upper: { field: msg }` works in any pipeline.
 //
-// Optional capabilities are small interfaces found by type assertion:
-// Positioned (replayable sources), SplitSource (sources that read several
-// splits at once: Kafka partitions, files; Record.Split), TaskSource (splits
-// that are scale-out tasks), Snapshotter and Finisher (stateful operators),
-// SplitHandler (operators with per-split watermarks), Stateless (operators
-// the runtime may run on every core), Committer (two-phase-commit sinks),
-// TaskStore (sinks that keep task truths: task.go), Flusher,
-// RecordChecker; for metrics (metrics_helpers.go), Lagger and SplitLagger
-// (source backlog, in all and per split), SplitWatermarker (per-split
-// watermarks of event-time operators) and LateCounter; on configurations,
-// Validator, GuaranteeWarner (warnings for `validate`), TaskStoreConfig,
-// TaskSourceConfig, KeyedConfig, OutputPather (`validate`'s shared-path
-// check), OutputOwner (the run-time output locks), DedupeWindower (the
-// horizon of a source's seen message ids: dedupe_window.go), and
-// Repartitioner and EventTimed (a repartition operator, which the loader
-// splits a pipeline at, and the event time it reports progress in:
-// repartition.go).
+// Optional capabilities are small interfaces found by type assertion. On
+// running components (component.go, unless named):
+//   - sources: Positioned (replayable), WatermarkSource (a source's own
+//     watermark), SplitSource (several splits at once: Kafka partitions,
+//     files; Record.Split), TaskSource (splits that are scale-out tasks);
+//   - operators: Snapshotter and Finisher (stateful), WatermarkHandler,
+//     SplitHandler (per-split watermarks), Ticker (wall-clock work),
+//     Stateless (the runtime may run it on every core);
+//   - sinks: Committer (two-phase commit), TaskStore (keeps task truths:
+//     task.go), Flusher, RecordChecker;
+//   - for metrics: Lagger and SplitLagger (source backlog, in all and per
+//     split), SplitWatermarker (per-split watermarks of event-time
+//     operators) and LateCounter.
+//
+// On configurations: SourceConfig, OperatorConfig and SinkConfig (what
+// builds each kind), Validator, GuaranteeWarner (warnings for `validate`),
+// TaskStoreConfig, TaskSourceConfig, KeyedConfig, OutputPather
+// (`validate`'s shared-path check), OutputOwner (the run-time output
+// locks), DedupeWindower (the horizon of a source's seen message ids:
+// dedupe_window.go), Repartitioner and EventTimed (a repartition operator,
+// which the loader splits a pipeline at, and the event time it reports
+// progress in: repartition.go), BareWordReader and FieldDeclarer (the
+// bare-word warnings: bareword.go), and OptionDescriber and SchemaProvider
+// (`weir schema`: jsonschema.go).
 package pipeline

@@ -208,12 +208,6 @@ func (fs *Fields) ParseJSONObject(data []byte) error {
 	return nil
 }
 
-// ParseJSONObjectStrict is ParseJSONObject; it remains for callers written
-// when the two differed.
-//
-// Deprecated: use ParseJSONObject, which is strict.
-func (fs *Fields) ParseJSONObjectStrict(data []byte) error { return fs.ParseJSONObject(data) }
-
 // within reports whether b is a subslice of data.
 func within(data, b []byte) bool {
 	if len(b) == 0 || len(data) == 0 {
@@ -343,5 +337,23 @@ func bytesToString(b []byte) string {
 func (fs *Fields) DecodeAll() {
 	for i := range fs.f {
 		fs.value(i)
+	}
+}
+
+// errNotObject is returned by ParseJSONObject for valid JSON that is not an
+// object; callers describe the error themselves.
+var errNotObject = errors.New("JSON value is not an object")
+
+// Merge sets every field of src on fs, in src's order, as Set does: a field
+// whose name fs already has is replaced where it stands, a new one is
+// appended. Values src holds undecoded stay undecoded (their raw bytes are
+// shared, so they must stay unchanged as long as fs is used).
+func (fs *Fields) Merge(src *Fields) {
+	for _, f := range src.f {
+		if i := fs.index(f.name); i >= 0 {
+			fs.f[i] = f
+			continue
+		}
+		fs.f = append(fs.f, f)
 	}
 }
