@@ -11,7 +11,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/weirhq/weir/pipeline"
+	"github.com/weirhq/weir/internal/connect"
 )
 
 var (
@@ -21,11 +21,11 @@ var (
 
 // RedactSecrets returns s with credentials replaced by "xxxxx": the
 // password of every URL in it (amqp://user:xxxxx@host/, via
-// pipeline.RedactURL) and the value of password=, secret=, token= pairs
+// connect.RedactURL) and the value of password=, secret=, token= pairs
 // (PostgreSQL DSNs, query strings). Text without either is returned as is.
 func RedactSecrets(s string) string {
 	if strings.Contains(s, "://") {
-		s = urlPattern.ReplaceAllStringFunc(s, pipeline.RedactURL)
+		s = urlPattern.ReplaceAllStringFunc(s, connect.RedactURL)
 	}
 	if strings.ContainsAny(s, "=:") {
 		s = passwordPattern.ReplaceAllString(s, "${1}xxxxx")

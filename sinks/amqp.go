@@ -14,6 +14,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/weirhq/weir/internal/amqpconn"
+	"github.com/weirhq/weir/internal/connect"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -90,10 +91,10 @@ func (c *AMQPConfig) Validate() error {
 	}
 	uri, err := amqp.ParseURI(c.URL)
 	if err != nil {
-		return fmt.Errorf("amqp: %w", pipeline.URLError(c.URL, err))
+		return fmt.Errorf("amqp: %w", connect.URLError(c.URL, err))
 	}
 	if c.TLS != nil && uri.Scheme != "amqps" {
-		return fmt.Errorf("amqp: tls is set but url %s is not amqps://", pipeline.RedactURL(c.URL))
+		return fmt.Errorf("amqp: tls is set but url %s is not amqps://", connect.RedactURL(c.URL))
 	}
 	if err := c.TLS.Validate(); err != nil {
 		return fmt.Errorf("amqp: %w", err)
@@ -114,7 +115,7 @@ func (c *AMQPConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	s := &amqpSink{cfg: *c, safeURL: pipeline.RedactURL(c.URL), logger: b.Logger, guarantee: b.Guarantee}
+	s := &amqpSink{cfg: *c, safeURL: connect.RedactURL(c.URL), logger: b.Logger, guarantee: b.Guarantee}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -128,9 +129,9 @@ func (c *AMQPConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	if s.dial, err = amqpconn.DialConfig(c.URL, c.Username, c.PasswordFile, c.TLS, c.Heartbeat, c.ConnectTimeout, b.Component); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), pipeline.StartWait(c.ConnectTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), connect.StartWait(c.ConnectTimeout))
 	defer cancel()
-	bo := pipeline.Backoff{Max: c.MaxReconnectDelay}
+	bo := connect.Backoff{Max: c.MaxReconnectDelay}
 	for {
 		err := s.connect()
 		if err == nil {
@@ -141,7 +142,7 @@ func (c *AMQPConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 		}
 		d := bo.Next()
 		s.logger.Warn("amqp: connect failed; retrying", "url", s.safeURL, "attempt", bo.Attempts(), "in", d, "err", err)
-		if pipeline.SleepContext(ctx, d) != nil {
+		if connect.SleepContext(ctx, d) != nil {
 			return nil, fmt.Errorf("%w (gave up after connect_timeout %v)", err, c.ConnectTimeout)
 		}
 	}
@@ -335,7 +336,7 @@ func drainReturns(c chan amqp.Return, out []amqp.Return) []amqp.Return {
 func (s *amqpSink) settle(ctx context.Context) error {
 	nacked := 0
 	total := len(s.pending)
-	bo := pipeline.Backoff{Max: s.cfg.MaxReconnectDelay}
+	bo := connect.Backoff{Max: s.cfg.MaxReconnectDelay}
 	for {
 		if s.sess == nil {
 			if err := s.connect(); err != nil {
@@ -344,7 +345,7 @@ func (s *amqpSink) settle(ctx context.Context) error {
 				}
 				d := bo.Next()
 				s.logger.Warn("amqp: reconnect failed; retrying", "url", s.safeURL, "attempt", bo.Attempts(), "in", d, "err", err)
-				if pipeline.SleepContext(ctx, d) != nil {
+				if connect.SleepContext(ctx, d) != nil {
 					return fmt.Errorf("amqp: %d messages unconfirmed: %w (last error: %v)", len(s.pending), ctx.Err(), err)
 				}
 				continue

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/weirhq/weir/internal/connect"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -142,7 +143,7 @@ func (s *KafkaSink) ClaimTask(ctx context.Context, task string, f pipeline.Fence
 			err = resps.Error()
 		}
 		if errors.Is(err, kerr.UnstableOffsetCommit) && time.Now().Before(deadline) {
-			if err := pipeline.SleepContext(ctx, 100*time.Millisecond); err != nil {
+			if err := connect.SleepContext(ctx, 100*time.Millisecond); err != nil {
 				return claim, err
 			}
 			continue
@@ -265,7 +266,7 @@ func (s *KafkaSink) commitTaskTruths(ctx context.Context, tok kafkaToken) error 
 	f := s.tasks.fence()
 	for wait := time.Now().Add(5 * time.Second); f.Generation < 0 && time.Now().Before(wait); f = s.tasks.fence() {
 		// Between generations (joining): wait for the next one.
-		if err := pipeline.SleepContext(ctx, 50*time.Millisecond); err != nil {
+		if err := connect.SleepContext(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -360,12 +361,12 @@ func (s *KafkaSink) commitTaskTruths(ctx context.Context, tok kafkaToken) error 
 		}
 		switch {
 		case errors.Is(err, kerr.RebalanceInProgress) && time.Now().Before(deadline):
-			if err := pipeline.SleepContext(ctx, 50*time.Millisecond); err != nil {
+			if err := connect.SleepContext(ctx, 50*time.Millisecond); err != nil {
 				return err
 			}
 			next := s.tasks.fence()
 			for next.Generation < 0 && time.Now().Before(deadline) {
-				if err := pipeline.SleepContext(ctx, 50*time.Millisecond); err != nil {
+				if err := connect.SleepContext(ctx, 50*time.Millisecond); err != nil {
 					return err
 				}
 				next = s.tasks.fence()

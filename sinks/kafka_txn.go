@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/weirhq/weir/internal/connect"
 	"github.com/weirhq/weir/internal/durable"
 	"github.com/weirhq/weir/internal/kafkaconn"
 	"github.com/weirhq/weir/internal/killpoint"
@@ -420,7 +421,7 @@ func (s *KafkaSink) commit(ctx context.Context, tok kafkaToken) error {
 			return fmt.Errorf("kafka: commit checkpoint %d: %w", tok.Checkpoint, last)
 		}
 		s.logger.Warn("kafka: commit failed; retrying", "checkpoint", tok.Checkpoint, "attempt", attempt, "err", last)
-		if err := pipeline.SleepContext(ctx, time.Duration(attempt)*500*time.Millisecond); err != nil {
+		if err := connect.SleepContext(ctx, time.Duration(attempt)*500*time.Millisecond); err != nil {
 			return fmt.Errorf("kafka: commit checkpoint %d: %w", tok.Checkpoint, last)
 		}
 		last = nil
@@ -576,7 +577,7 @@ func kafkaRetryConcurrent(ctx context.Context, fn func() error) error {
 		if !errors.Is(err, kerr.ConcurrentTransactions) || time.Now().After(deadline) {
 			return err
 		}
-		if err := pipeline.SleepContext(ctx, 50*time.Millisecond); err != nil {
+		if err := connect.SleepContext(ctx, 50*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -612,7 +613,7 @@ func (s *KafkaSink) landed(ctx context.Context) (uint64, error) {
 			err = resps.Error()
 		}
 		if errors.Is(err, kerr.UnstableOffsetCommit) && time.Now().Before(deadline) {
-			if err := pipeline.SleepContext(ctx, 100*time.Millisecond); err != nil {
+			if err := connect.SleepContext(ctx, 100*time.Millisecond); err != nil {
 				return 0, err
 			}
 			continue

@@ -18,6 +18,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/weirhq/weir/internal/connect"
 	"github.com/weirhq/weir/internal/mqttconn"
 	"github.com/weirhq/weir/pipeline"
 )
@@ -133,7 +134,7 @@ func (c *MQTTConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 		return nil, err
 	}
 	u, _ := mqttconn.ParseURL(c.URL, c.TLS)
-	s := &mqttSink{cfg: *c, safeURL: pipeline.RedactURL(c.URL), logger: b.Logger, guarantee: b.Guarantee,
+	s := &mqttSink{cfg: *c, safeURL: connect.RedactURL(c.URL), logger: b.Logger, guarantee: b.Guarantee,
 		topic: c.Topic.Clone(), checkTopic: c.Topic.Clone(), seed: maphash.MakeSeed()}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -157,7 +158,7 @@ func (c *MQTTConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	}
 	if c.PasswordFile != "" {
 		var err error
-		if pass, err = pipeline.ReadSecretFile(c.PasswordFile); err != nil {
+		if pass, err = connect.ReadSecretFile(c.PasswordFile); err != nil {
 			return nil, fmt.Errorf("mqtt: %w", err)
 		}
 	}
@@ -171,7 +172,7 @@ func (c *MQTTConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	var connected atomic.Bool // the first connection came up
 	var lastErr error
 	var mu sync.Mutex // guards lastErr
-	var bo pipeline.Backoff
+	var bo connect.Backoff
 	bo.Max = c.MaxReconnectDelay
 	cfg := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{&server},
@@ -188,7 +189,7 @@ func (c *MQTTConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 			}
 			return bo.Next()
 		},
-		ConnectTimeout:  pipeline.StartWait(c.ConnectTimeout),
+		ConnectTimeout:  connect.StartWait(c.ConnectTimeout),
 		ConnectUsername: user,
 		ConnectPassword: []byte(pass),
 		OnConnectionUp: func(*autopaho.ConnectionManager, *paho.Connack) {
@@ -233,7 +234,7 @@ func (c *MQTTConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 		cancel()
 		return nil, fmt.Errorf("mqtt: %w", err)
 	}
-	timer := time.NewTimer(pipeline.StartWait(c.ConnectTimeout))
+	timer := time.NewTimer(connect.StartWait(c.ConnectTimeout))
 	defer timer.Stop()
 	select {
 	case err := <-up:
@@ -355,7 +356,7 @@ func (s *mqttSink) work(ctx context.Context, q chan mqttJob) {
 // across connection losses until it is acknowledged, refused, or the sink
 // closes.
 func (s *mqttSink) publish(ctx context.Context, p *paho.Publish) error {
-	var bo pipeline.Backoff
+	var bo connect.Backoff
 	bo.Max = s.cfg.MaxReconnectDelay
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -381,7 +382,7 @@ func (s *mqttSink) publish(ctx context.Context, p *paho.Publish) error {
 		// connection and publish again (a duplicate, if the first got
 		// through: at least once).
 		_ = s.cm.AwaitConnection(ctx)
-		if err := pipeline.SleepContext(ctx, bo.Next()); err != nil {
+		if err := connect.SleepContext(ctx, bo.Next()); err != nil {
 			return err
 		}
 	}

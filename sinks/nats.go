@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/weirhq/weir/internal/connect"
 	"github.com/weirhq/weir/internal/natsconn"
 	"github.com/weirhq/weir/pipeline"
 )
@@ -134,7 +135,7 @@ func (c *NATSConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	s := &natsSink{cfg: *c, safeURL: pipeline.RedactURL(c.URL), logger: b.Logger, guarantee: b.Guarantee,
+	s := &natsSink{cfg: *c, safeURL: connect.RedactURL(c.URL), logger: b.Logger, guarantee: b.Guarantee,
 		component: b.Component, subject: c.Subject.Clone(), checkSubject: c.Subject.Clone()}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -157,7 +158,7 @@ func (c *NATSConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), pipeline.StartWait(c.ConnectTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), connect.StartWait(c.ConnectTimeout))
 	defer cancel()
 	if s.nc, err = natsconn.Connect(ctx, c.URL, s.safeURL, opts, s.logger, c.MaxReconnectDelay); err != nil {
 		if natsconn.Permanent(err) {
@@ -290,7 +291,7 @@ func (s *natsSink) enqueue(ctx context.Context, m *nats.Msg) error {
 // has) with backoff until they are all stored or ctx ends. A message that
 // keeps failing because no stream captures its subject is an error.
 func (s *natsSink) settle(ctx context.Context) error {
-	bo := pipeline.Backoff{Max: s.cfg.MaxReconnectDelay}
+	bo := connect.Backoff{Max: s.cfg.MaxReconnectDelay}
 	noStream := 0
 	for round := 0; ; round++ {
 		var lastErr error
@@ -332,7 +333,7 @@ func (s *natsSink) settle(ctx context.Context) error {
 		}
 		d := bo.Next()
 		s.logger.Warn("nats: publish failed; publishing again", "messages", len(failed), "attempt", round+1, "in", d, "err", lastErr)
-		if err := pipeline.SleepContext(ctx, d); err != nil {
+		if err := connect.SleepContext(ctx, d); err != nil {
 			return fmt.Errorf("nats: %d messages not stored: %w (last error: %v)", len(failed), err, lastErr)
 		}
 		for i := range s.pending {

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/weirhq/weir/internal/connect"
 	"github.com/weirhq/weir/internal/durable"
 	"github.com/weirhq/weir/pipeline"
 )
@@ -154,7 +155,7 @@ func (c *PostgresConfig) Validate() error {
 		return errors.New("postgres: dsn is required (postgres://user@host:5432/db)")
 	}
 	if _, err := pgx.ParseConfig(c.DSN); err != nil {
-		return fmt.Errorf("postgres: dsn %s: %s", pipeline.RedactURL(c.DSN), pgParseReason(err))
+		return fmt.Errorf("postgres: dsn %s: %s", connect.RedactURL(c.DSN), pgParseReason(err))
 	}
 	if _, err := pgTableIdent(c.Table); err != nil {
 		return err
@@ -272,10 +273,10 @@ func (c *PostgresConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	}
 	connCfg, err := pgx.ParseConfig(c.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: dsn %s: %s", pipeline.RedactURL(c.DSN), pgParseReason(err))
+		return nil, fmt.Errorf("postgres: dsn %s: %s", connect.RedactURL(c.DSN), pgParseReason(err))
 	}
 	if c.PasswordFile != "" {
-		if connCfg.Password, err = pipeline.ReadSecretFile(c.PasswordFile); err != nil {
+		if connCfg.Password, err = connect.ReadSecretFile(c.PasswordFile); err != nil {
 			return nil, fmt.Errorf("postgres: %w", err)
 		}
 	}
@@ -295,7 +296,7 @@ func (c *PostgresConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 	table, _ := pgTableIdent(c.Table)
 	commits, _ := pgTableIdent(c.CommitsTable)
 	tasks, _ := pgTableIdent(c.TasksTable)
-	s := &pgSink{cfg: *c, connCfg: connCfg, safeDSN: pipeline.RedactURL(c.DSN), logger: b.Logger,
+	s := &pgSink{cfg: *c, connCfg: connCfg, safeDSN: connect.RedactURL(c.DSN), logger: b.Logger,
 		guarantee: b.Guarantee, pipeline: b.Pipeline, component: b.Component,
 		table: table, tableName: table.Sanitize(), commits: commits.Sanitize(), tasksTable: tasks.Sanitize()}
 	if s.logger == nil {
@@ -312,7 +313,7 @@ func (c *PostgresConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 			return nil, fmt.Errorf("postgres: %w", err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), pipeline.StartWait(c.ConnectTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), connect.StartWait(c.ConnectTimeout))
 	defer cancel()
 	if _, err := s.connection(ctx); err != nil {
 		return nil, err
@@ -394,7 +395,7 @@ func (s *pgSink) connection(ctx context.Context) (*pgx.Conn, error) {
 		return s.conn, nil
 	}
 	s.conn = nil
-	bo := pipeline.Backoff{Max: s.cfg.MaxReconnectDelay}
+	bo := connect.Backoff{Max: s.cfg.MaxReconnectDelay}
 	var last error // the last attempt's error that ctx's end did not cause
 	for {
 		conn, err := pgx.ConnectConfig(ctx, s.connCfg)
@@ -423,7 +424,7 @@ func (s *pgSink) connection(ctx context.Context) (*pgx.Conn, error) {
 		last = err
 		d := bo.Next()
 		s.logger.Warn("postgres: connect failed; retrying", "dsn", s.safeDSN, "attempt", bo.Attempts(), "in", d, "err", err)
-		if pipeline.SleepContext(ctx, d) != nil {
+		if connect.SleepContext(ctx, d) != nil {
 			return nil, fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
 		}
 	}
@@ -758,7 +759,7 @@ func (s *pgSink) Flush(ctx context.Context) error {
 func (s *pgSink) transact(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	s.connMu.Lock()
 	defer s.connMu.Unlock()
-	bo := pipeline.Backoff{Max: s.cfg.MaxReconnectDelay}
+	bo := connect.Backoff{Max: s.cfg.MaxReconnectDelay}
 	for {
 		conn, err := s.connection(ctx)
 		if err != nil {
@@ -775,7 +776,7 @@ func (s *pgSink) transact(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		s.conn = nil
 		d := bo.Next()
 		s.logger.Warn("postgres: connection lost during a transaction; retrying it", "dsn", s.safeDSN, "in", d, "err", err)
-		if err := pipeline.SleepContext(ctx, d); err != nil {
+		if err := connect.SleepContext(ctx, d); err != nil {
 			return fmt.Errorf("postgres: %w", err)
 		}
 	}

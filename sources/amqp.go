@@ -14,6 +14,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/weirhq/weir/internal/amqpconn"
+	"github.com/weirhq/weir/internal/connect"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -111,10 +112,10 @@ func (c *AMQPConfig) Validate() error {
 	}
 	uri, err := amqp.ParseURI(c.URL)
 	if err != nil {
-		return fmt.Errorf("amqp: %w", pipeline.URLError(c.URL, err))
+		return fmt.Errorf("amqp: %w", connect.URLError(c.URL, err))
 	}
 	if c.TLS != nil && uri.Scheme != "amqps" {
-		return fmt.Errorf("amqp: tls is set but url %s is not amqps://", pipeline.RedactURL(c.URL))
+		return fmt.Errorf("amqp: tls is set but url %s is not amqps://", connect.RedactURL(c.URL))
 	}
 	if err := c.TLS.Validate(); err != nil {
 		return fmt.Errorf("amqp: %w", err)
@@ -172,7 +173,7 @@ func (c *AMQPConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 	}
 	s := &amqpSource{
 		cfg:     *c,
-		safeURL: pipeline.RedactURL(c.URL),
+		safeURL: connect.RedactURL(c.URL),
 		queue:   c.Queue,
 		batch:   batch,
 		index:   b.Index,
@@ -206,7 +207,7 @@ func (c *AMQPConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 		return nil, err
 	}
 	s.consumerTag = "weir:" + b.Component
-	ctx, cancel := context.WithTimeout(context.Background(), pipeline.StartWait(c.ConnectTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), connect.StartWait(c.ConnectTimeout))
 	defer cancel()
 	sess, err := s.connectRetry(ctx)
 	if err != nil {
@@ -273,7 +274,7 @@ type amqpSession struct {
 }
 
 func (s *amqpSource) connectRetry(ctx context.Context) (*amqpSession, error) {
-	bo := pipeline.Backoff{Max: s.cfg.MaxReconnectDelay}
+	bo := connect.Backoff{Max: s.cfg.MaxReconnectDelay}
 	for {
 		sess, err := s.connect()
 		if err == nil {
@@ -284,7 +285,7 @@ func (s *amqpSource) connectRetry(ctx context.Context) (*amqpSession, error) {
 		}
 		d := bo.Next()
 		s.logger.Warn("amqp: connect failed; retrying", "url", s.safeURL, "attempt", bo.Attempts(), "in", d, "err", err)
-		if ctx.Err() != nil || pipeline.SleepContext(ctx, d) != nil {
+		if ctx.Err() != nil || connect.SleepContext(ctx, d) != nil {
 			return nil, fmt.Errorf("%w (gave up after connect_timeout %v)", err, s.cfg.ConnectTimeout)
 		}
 		select {
@@ -398,7 +399,7 @@ func (s *amqpSource) supervise(sess *amqpSession) {
 		s.setSession(nil, nil)
 		sess.conn.Close()
 		s.logger.Warn("amqp: lost the broker; reconnecting (unacked messages are redelivered)", "url", s.safeURL, "queue", s.queue, "reason", reason)
-		bo := pipeline.Backoff{Max: s.cfg.MaxReconnectDelay}
+		bo := connect.Backoff{Max: s.cfg.MaxReconnectDelay}
 		for {
 			select {
 			case <-s.done:

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weirhq/weir/internal/connect"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -185,7 +186,7 @@ func (c *HTTPServerConfig) NewSource(b pipeline.Build) (pipeline.Source, error) 
 	s.retryAfter = strconv.Itoa(int((c.RetryAfter + time.Second - 1) / time.Second))
 	var err error
 	if c.BearerTokenFile != "" {
-		tok, err := pipeline.ReadSecretFile(c.BearerTokenFile)
+		tok, err := connect.ReadSecretFile(c.BearerTokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("http_server: bearer_token_file: %w", err)
 		}
@@ -193,7 +194,7 @@ func (c *HTTPServerConfig) NewSource(b pipeline.Build) (pipeline.Source, error) 
 		s.auth = true
 	}
 	if c.PasswordFile != "" {
-		pass, err := pipeline.ReadSecretFile(c.PasswordFile)
+		pass, err := connect.ReadSecretFile(c.PasswordFile)
 		if err != nil {
 			return nil, fmt.Errorf("http_server: %w", err)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/weirhq/weir/internal/connect"
 	"github.com/weirhq/weir/internal/mqttconn"
 	"github.com/weirhq/weir/pipeline"
 )
@@ -174,7 +175,7 @@ func (c *MQTTConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 		batch = pipeline.DefaultBatchSize
 	}
 	s := &mqttSource{
-		cfg: *c, safeURL: pipeline.RedactURL(c.URL), batch: batch, index: b.Index,
+		cfg: *c, safeURL: connect.RedactURL(c.URL), batch: batch, index: b.Index,
 		logger: b.Logger, now: b.Now,
 		done: make(chan struct{}), up: make(chan error, 1),
 	}
@@ -206,7 +207,7 @@ func (c *MQTTConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 	}
 	if c.PasswordFile != "" {
 		var err error
-		if pass, err = pipeline.ReadSecretFile(c.PasswordFile); err != nil {
+		if pass, err = connect.ReadSecretFile(c.PasswordFile); err != nil {
 			return nil, fmt.Errorf("mqtt: %w", err)
 		}
 	}
@@ -217,7 +218,7 @@ func (c *MQTTConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 		return nil, fmt.Errorf("mqtt: %w", err)
 	}
 	rm := uint16(recvMax)
-	bo := pipeline.Backoff{Max: c.MaxReconnectDelay}
+	bo := connect.Backoff{Max: c.MaxReconnectDelay}
 	cfg := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{&server},
 		TlsCfg:                        tlsCfg,
@@ -231,7 +232,7 @@ func (c *MQTTConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 			}
 			return bo.Next()
 		},
-		ConnectTimeout:  pipeline.StartWait(c.ConnectTimeout),
+		ConnectTimeout:  connect.StartWait(c.ConnectTimeout),
 		ConnectUsername: user,
 		ConnectPassword: []byte(pass),
 		ConnectPacketBuilder: func(cp *paho.Connect, _ *url.URL) (*paho.Connect, error) {
@@ -285,7 +286,7 @@ func (c *MQTTConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 		return nil, fmt.Errorf("mqtt: %w", err)
 	}
 	s.cm = cm
-	timer := time.NewTimer(pipeline.StartWait(c.ConnectTimeout))
+	timer := time.NewTimer(connect.StartWait(c.ConnectTimeout))
 	defer timer.Stop()
 	select {
 	case err := <-s.up:
@@ -423,7 +424,7 @@ func (s *mqttSource) subscribe(cm *autopaho.ConnectionManager, sessionPresent bo
 	for _, f := range s.cfg.Topics {
 		sub.Subscriptions = append(sub.Subscriptions, paho.SubscribeOptions{Topic: f, QoS: byte(s.cfg.QoS), RetainHandling: 1})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), pipeline.StartWait(s.cfg.ConnectTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), connect.StartWait(s.cfg.ConnectTimeout))
 	defer cancel()
 	sa, err := cm.Subscribe(ctx, sub)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/weirhq/weir/internal/connect"
 	"github.com/weirhq/weir/internal/natsconn"
 	"github.com/weirhq/weir/pipeline"
 )
@@ -163,7 +164,7 @@ func (c *NATSConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 	if batch <= 0 {
 		batch = pipeline.DefaultBatchSize
 	}
-	s := &natsSource{cfg: *c, safeURL: pipeline.RedactURL(c.URL), batch: batch, index: b.Index,
+	s := &natsSource{cfg: *c, safeURL: connect.RedactURL(c.URL), batch: batch, index: b.Index,
 		logger: b.Logger, now: b.Now, done: make(chan struct{})}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -192,7 +193,7 @@ func (c *NATSConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), pipeline.StartWait(c.ConnectTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), connect.StartWait(c.ConnectTimeout))
 	defer cancel()
 	if s.nc, err = natsconn.Connect(ctx, c.URL, s.safeURL, opts, s.logger, c.MaxReconnectDelay); err != nil {
 		if natsconn.Permanent(err) {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weirhq/weir/internal/connect"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -227,7 +228,7 @@ func (s *syslogSource) Addr() net.Addr { return s.addr }
 
 func (s *syslogSource) acceptLoop() {
 	defer s.wg.Done()
-	var bo pipeline.Backoff
+	var bo connect.Backoff
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
@@ -239,7 +240,7 @@ func (s *syslogSource) acceptLoop() {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || !errors.Is(err, net.ErrClosed) {
 				s.logger.Warn("syslog: accept", "err", err)
-				if pipeline.SleepContext(context.Background(), bo.Next()) == nil {
+				if connect.SleepContext(context.Background(), bo.Next()) == nil {
 					continue
 				}
 			}

@@ -18,6 +18,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/weirhq/weir/internal/connect"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -27,18 +28,18 @@ import (
 func DialConfig(rawURL, username, passwordFile string, tlsOpts *pipeline.TLSOptions, heartbeat, timeout time.Duration, component string) (amqp.Config, error) {
 	uri, err := amqp.ParseURI(rawURL)
 	if err != nil {
-		return amqp.Config{}, fmt.Errorf("amqp: %w", pipeline.URLError(rawURL, err))
+		return amqp.Config{}, fmt.Errorf("amqp: %w", connect.URLError(rawURL, err))
 	}
 	cfg := amqp.Config{Heartbeat: heartbeat, Properties: amqp.NewConnectionProperties()}
 	cfg.Properties.SetClientConnectionName("weir " + component)
-	cfg.Dial = amqp.DefaultDial(pipeline.StartWait(timeout))
+	cfg.Dial = amqp.DefaultDial(connect.StartWait(timeout))
 	if username != "" || passwordFile != "" {
 		user, pass := uri.Username, uri.Password
 		if username != "" {
 			user = username
 		}
 		if passwordFile != "" {
-			if pass, err = pipeline.ReadSecretFile(passwordFile); err != nil {
+			if pass, err = connect.ReadSecretFile(passwordFile); err != nil {
 				return amqp.Config{}, fmt.Errorf("amqp: %w", err)
 			}
 		}

@@ -32,6 +32,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/weirhq/weir/internal/connect"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -166,7 +167,7 @@ func (c *Conn) Options(logger *slog.Logger) ([]kgo.Opt, error) {
 func (s *SASL) mechanism() (sasl.Mechanism, error) {
 	pass := string(s.Password)
 	if s.PasswordFile != "" {
-		p, err := pipeline.ReadSecretFile(s.PasswordFile)
+		p, err := connect.ReadSecretFile(s.PasswordFile)
 		if err != nil {
 			return nil, fmt.Errorf("kafka: sasl: %w", err)
 		}

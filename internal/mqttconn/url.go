@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/weirhq/weir/internal/connect"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -25,7 +26,7 @@ func ParseURL(raw string, tlsOpts *pipeline.TLSOptions) (*url.URL, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("mqtt: %w", pipeline.URLError(raw, err))
+		return nil, fmt.Errorf("mqtt: %w", connect.URLError(raw, err))
 	}
 	secure := false
 	switch strings.ToLower(u.Scheme) {
@@ -33,13 +34,13 @@ func ParseURL(raw string, tlsOpts *pipeline.TLSOptions) (*url.URL, error) {
 	case "ssl", "tls", "mqtts", "mqtt+ssl", "tcps", "wss":
 		secure = true
 	default:
-		return nil, fmt.Errorf("mqtt: url %s: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", pipeline.RedactURL(raw), u.Scheme)
+		return nil, fmt.Errorf("mqtt: url %s: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", connect.RedactURL(raw), u.Scheme)
 	}
 	if u.Hostname() == "" {
-		return nil, fmt.Errorf("mqtt: url %s: no host", pipeline.RedactURL(raw))
+		return nil, fmt.Errorf("mqtt: url %s: no host", connect.RedactURL(raw))
 	}
 	if tlsOpts != nil && !secure {
-		return nil, fmt.Errorf("mqtt: tls is set but url %s is not ssl://, tls://, mqtts:// or wss://", pipeline.RedactURL(raw))
+		return nil, fmt.Errorf("mqtt: tls is set but url %s is not ssl://, tls://, mqtts:// or wss://", connect.RedactURL(raw))
 	}
 	return u, nil
 }

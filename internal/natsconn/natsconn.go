@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/weirhq/weir/internal/connect"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -36,10 +37,10 @@ type Auth struct {
 func Options(name string, a Auth, timeout, maxDelay time.Duration, logger *slog.Logger, safeURL string) ([]nats.Option, error) {
 	opts := []nats.Option{
 		nats.Name(name),
-		nats.Timeout(pipeline.StartWait(timeout)),
+		nats.Timeout(connect.StartWait(timeout)),
 		nats.MaxReconnects(-1),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
-			b := pipeline.Backoff{Max: maxDelay}
+			b := connect.Backoff{Max: maxDelay}
 			var d time.Duration
 			for range min(attempts, 32) {
 				d = b.Next()
@@ -60,14 +61,14 @@ func Options(name string, a Auth, timeout, maxDelay time.Duration, logger *slog.
 		pass := ""
 		if a.PasswordFile != "" {
 			var err error
-			if pass, err = pipeline.ReadSecretFile(a.PasswordFile); err != nil {
+			if pass, err = connect.ReadSecretFile(a.PasswordFile); err != nil {
 				return nil, fmt.Errorf("nats: %w", err)
 			}
 		}
 		opts = append(opts, nats.UserInfo(a.Username, pass))
 	}
 	if a.TokenFile != "" {
-		tok, err := pipeline.ReadSecretFile(a.TokenFile)
+		tok, err := connect.ReadSecretFile(a.TokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("nats: token_file: %w", err)
 		}
@@ -89,7 +90,7 @@ func Options(name string, a Auth, timeout, maxDelay time.Duration, logger *slog.
 // Connect connects, retrying transient failures until ctx ends (then it
 // returns the last attempt's error); refused credentials fail at once.
 func Connect(ctx context.Context, url, safeURL string, opts []nats.Option, logger *slog.Logger, maxDelay time.Duration) (*nats.Conn, error) {
-	bo := pipeline.Backoff{Max: maxDelay}
+	bo := connect.Backoff{Max: maxDelay}
 	for {
 		nc, err := nats.Connect(url, opts...)
 		if err == nil {
@@ -101,7 +102,7 @@ func Connect(ctx context.Context, url, safeURL string, opts []nats.Option, logge
 		}
 		d := bo.Next()
 		logger.Warn("nats: connect failed; retrying", "url", safeURL, "attempt", bo.Attempts(), "in", d, "err", err)
-		if pipeline.SleepContext(ctx, d) != nil {
+		if connect.SleepContext(ctx, d) != nil {
 			return nil, err
 		}
 	}

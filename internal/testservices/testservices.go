@@ -42,6 +42,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weirhq/weir/internal/connect"
 	"github.com/weirhq/weir/pipeline"
 )
 
@@ -105,7 +106,7 @@ func lookup(t testing.TB, name, env, def string) string {
 		}
 	}
 	if err != nil {
-		msg := name + " not reachable at " + pipeline.RedactURL(addr) + " (set " + env + "): " + err.Error()
+		msg := name + " not reachable at " + connect.RedactURL(addr) + " (set " + env + "): " + err.Error()
 		if Required() {
 			t.Fatal(msg + " [WEIR_REQUIRE_SERVICES=1]")
 		}
@@ -196,7 +197,7 @@ func StartProxy(t testing.TB, target string) *Proxy {
 	if strings.Contains(target, "://") {
 		hp, err := hostPort(target)
 		if err != nil {
-			t.Fatalf("proxy target %s: %v", pipeline.RedactURL(target), err)
+			t.Fatalf("proxy target %s: %v", connect.RedactURL(target), err)
 		}
 		target = hp
 	}
