@@ -42,9 +42,9 @@ func init() {
 // source does) sees each once. AMQP has no transactions that span a
 // checkpoint, so the sink is not exactly-once capable.
 type AMQPConfig struct {
-	// URL is amqp://user:password@host:port/vhost, or amqps:// for TLS.
-	// Required. Credentials in it are never logged.
-	URL string `yaml:"url"`
+	// Conn holds the connection options (amqpconn.Conn): url, username,
+	// password_file, tls and the timeouts.
+	amqpconn.Conn `yaml:",inline"`
 	// Exchange to publish to; it must exist. Empty means the default
 	// exchange, which routes to the queue named by the routing key.
 	Exchange string `yaml:"exchange"`
@@ -63,25 +63,11 @@ type AMQPConfig struct {
 	// MaxInFlight is the most unconfirmed messages; when reached, Write
 	// waits for confirms before publishing more. Default 4096.
 	MaxInFlight int `yaml:"max_in_flight"`
-	// Username overrides the user of the URL.
-	Username string `yaml:"username"`
-	// PasswordFile is a file holding the password; it overrides the URL's.
-	PasswordFile string `yaml:"password_file"`
-	// TLS configures amqps:// connections.
-	TLS *pipeline.TLSOptions `yaml:"tls"`
-	// ConnectTimeout bounds the first connection at start-up; default 10s.
-	ConnectTimeout time.Duration `yaml:"connect_timeout"`
-	// Heartbeat is the AMQP heartbeat interval; default 10s.
-	Heartbeat time.Duration `yaml:"heartbeat"`
-	// MaxReconnectDelay caps the backoff between reconnect attempts;
-	// default 10s.
-	MaxReconnectDelay time.Duration `yaml:"max_reconnect_delay"`
 }
 
 // NewAMQPConfig returns an AMQPConfig with its defaults.
 func NewAMQPConfig() *AMQPConfig {
-	return &AMQPConfig{Persistent: true, ContentType: "application/json", MaxInFlight: 4096,
-		ConnectTimeout: 10 * time.Second, Heartbeat: 10 * time.Second, MaxReconnectDelay: 10 * time.Second}
+	return &AMQPConfig{Conn: amqpconn.DefaultConn(), Persistent: true, ContentType: "application/json", MaxInFlight: 4096}
 }
 
 // Validate implements pipeline.Validator.

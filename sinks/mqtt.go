@@ -47,10 +47,9 @@ func init() {
 // different topics are published in parallel by Workers publishers. MQTT
 // has no transactions, so the sink is not exactly-once capable.
 type MQTTConfig struct {
-	// URL is tcp://host:1883 (or mqtt://), ssl:// / tls:// / mqtts:// for
-	// TLS, ws:// or wss://. user:password in it are credentials, never
-	// logged. Required.
-	URL string `yaml:"url"`
+	// Conn holds the connection options (mqttconn.Conn): url, username,
+	// password_file, tls and the timeouts.
+	mqttconn.Conn `yaml:",inline"`
 	// Topic is a template rendered per record ("devices/{{ device }}/avg").
 	// A rendered topic must not be empty nor contain + or #. Required.
 	Topic *pipeline.Template `yaml:"topic"`
@@ -64,25 +63,11 @@ type MQTTConfig struct {
 	ClientID string `yaml:"client_id"`
 	// Workers is how many topics are published to in parallel; default 16.
 	Workers int `yaml:"workers"`
-	// Username overrides the user of the URL.
-	Username string `yaml:"username"`
-	// PasswordFile is a file holding the password; it overrides the URL's.
-	PasswordFile string `yaml:"password_file"`
-	// TLS configures ssl://, tls://, mqtts:// and wss:// connections.
-	TLS *pipeline.TLSOptions `yaml:"tls"`
-	// KeepAlive is the MQTT keep-alive interval; default 30s.
-	KeepAlive time.Duration `yaml:"keep_alive"`
-	// ConnectTimeout bounds the first connection at start-up; default 10s.
-	ConnectTimeout time.Duration `yaml:"connect_timeout"`
-	// MaxReconnectDelay caps the backoff between reconnect attempts;
-	// default 10s.
-	MaxReconnectDelay time.Duration `yaml:"max_reconnect_delay"`
 }
 
 // NewMQTTConfig returns an MQTTConfig with its defaults.
 func NewMQTTConfig() *MQTTConfig {
-	return &MQTTConfig{QoS: 1, Workers: 16, KeepAlive: 30 * time.Second,
-		ConnectTimeout: 10 * time.Second, MaxReconnectDelay: 10 * time.Second}
+	return &MQTTConfig{Conn: mqttconn.DefaultConn(), QoS: 1, Workers: 16}
 }
 
 // Validate implements pipeline.Validator.

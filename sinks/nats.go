@@ -53,8 +53,9 @@ func init() {
 //     (at most max_in_flight unacknowledged) and Flush waits for every
 //     PubAck, publishing failures again with the same id.
 type NATSConfig struct {
-	// URL is nats://host:4222, or several separated by commas. Required.
-	URL string `yaml:"url"`
+	// Conn holds the connection options (natsconn.Conn): url, username,
+	// password_file, tls and the timeouts.
+	natsconn.Conn `yaml:",inline"`
 	// Subject is a template rendered per record ("alerts.{{ service }}");
 	// it must render to a subject without wildcards that a stream
 	// captures. Required.
@@ -65,26 +66,11 @@ type NATSConfig struct {
 	// MaxInFlight is the most unacknowledged asynchronous publishes;
 	// default 4096.
 	MaxInFlight int `yaml:"max_in_flight"`
-	// Username overrides the user of the URL.
-	Username string `yaml:"username"`
-	// PasswordFile is a file holding the password.
-	PasswordFile string `yaml:"password_file"`
-	// TokenFile is a file holding an authentication token.
-	TokenFile string `yaml:"token_file"`
-	// CredentialsFile is a NATS .creds file.
-	CredentialsFile string `yaml:"credentials_file"`
-	// TLS configures TLS.
-	TLS *pipeline.TLSOptions `yaml:"tls"`
-	// ConnectTimeout bounds the first connection at start-up; default 10s.
-	ConnectTimeout time.Duration `yaml:"connect_timeout"`
-	// MaxReconnectDelay caps the backoff between reconnect attempts and
-	// publish retries; default 10s.
-	MaxReconnectDelay time.Duration `yaml:"max_reconnect_delay"`
 }
 
 // NewNATSConfig returns a NATSConfig with its defaults.
 func NewNATSConfig() *NATSConfig {
-	return &NATSConfig{MaxInFlight: 4096, ConnectTimeout: 10 * time.Second, MaxReconnectDelay: 10 * time.Second}
+	return &NATSConfig{Conn: natsconn.DefaultConn(), MaxInFlight: 4096}
 }
 
 // Validate implements pipeline.Validator.
@@ -153,7 +139,7 @@ func (c *NATSConfig) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 		}
 	}
 	opts, err := natsconn.Options("weir "+s.component,
-		natsconn.Auth{Username: c.Username, PasswordFile: c.PasswordFile, TokenFile: c.TokenFile, CredentialsFile: c.CredentialsFile, TLS: c.TLS},
+		c.Auth(),
 		c.ConnectTimeout, c.MaxReconnectDelay, s.logger, s.safeURL)
 	if err != nil {
 		return nil, err

@@ -42,9 +42,9 @@ func init() {
 // them; Origin.ID carries the AMQP message-id property, when the publisher
 // set one, so the runtime drops such redeliveries.
 type AMQPConfig struct {
-	// URL is amqp://user:password@host:port/vhost, or amqps:// for TLS.
-	// Required. Credentials in it are never logged.
-	URL string `yaml:"url"`
+	// Conn holds the connection options (amqpconn.Conn): url, username,
+	// password_file, tls and the timeouts.
+	amqpconn.Conn `yaml:",inline"`
 	// Queue is the queue to consume. It must exist, unless bind is set:
 	// then it is the name of weir's own queue (default
 	// "weir.<pipeline>.<component>", e.g. weir.app.sources.0.amqp).
@@ -57,21 +57,6 @@ type AMQPConfig struct {
 	// size (at most 65535), since at most Prefetch messages can be read per
 	// checkpoint interval.
 	Prefetch int `yaml:"prefetch"`
-	// Username overrides the user of the URL.
-	Username string `yaml:"username"`
-	// PasswordFile is a file holding the password (a mounted secret); it
-	// overrides the password of the URL.
-	PasswordFile string `yaml:"password_file"`
-	// TLS configures amqps:// connections (CA, client certificate).
-	TLS *pipeline.TLSOptions `yaml:"tls"`
-	// ConnectTimeout bounds the first connection at start-up, retries
-	// included; default 10s. Later connection losses are retried forever.
-	ConnectTimeout time.Duration `yaml:"connect_timeout"`
-	// Heartbeat is the AMQP heartbeat interval; default 10s.
-	Heartbeat time.Duration `yaml:"heartbeat"`
-	// MaxReconnectDelay caps the exponential backoff between reconnect
-	// attempts; default 10s.
-	MaxReconnectDelay time.Duration `yaml:"max_reconnect_delay"`
 	// Linger is how long Read keeps collecting after the first message of
 	// a batch before it returns a partial batch; default 5ms.
 	Linger time.Duration `yaml:"linger"`
@@ -97,8 +82,7 @@ type AMQPBind struct {
 
 // NewAMQPConfig returns an AMQPConfig with its defaults.
 func NewAMQPConfig() *AMQPConfig {
-	return &AMQPConfig{ConnectTimeout: 10 * time.Second, Heartbeat: 10 * time.Second,
-		MaxReconnectDelay: 10 * time.Second, Linger: 5 * time.Millisecond,
+	return &AMQPConfig{Conn: amqpconn.DefaultConn(), Linger: 5 * time.Millisecond,
 		DedupeWindow: pipeline.DefaultDedupeWindow()}
 }
 

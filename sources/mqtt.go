@@ -44,10 +44,9 @@ func init() {
 // max_queued_messages (default 1000) per offline session and drops the
 // rest.
 type MQTTConfig struct {
-	// URL is tcp://host:1883 (or mqtt://), ssl:// / tls:// / mqtts:// for
-	// TLS, ws:// or wss:// for WebSocket. user:password in it are used as
-	// credentials and never logged. Required.
-	URL string `yaml:"url"`
+	// Conn holds the connection options (mqttconn.Conn): url, username,
+	// password_file, tls and the timeouts.
+	mqttconn.Conn `yaml:",inline"`
 	// Topics are the topic filters to subscribe to ("sensors/+/temp",
 	// "$share/group/logs/#" for a shared subscription). Required.
 	Topics []string `yaml:"topics"`
@@ -71,20 +70,6 @@ type MQTTConfig struct {
 	// DedupeWindow bounds the ids of stored messages remembered to drop
 	// redeliveries (pipeline.DedupeWindow): {count: 131072} by default.
 	DedupeWindow pipeline.DedupeWindow `yaml:"dedupe_window"`
-	// Username overrides the user of the URL.
-	Username string `yaml:"username"`
-	// PasswordFile is a file holding the password; it overrides the URL's.
-	PasswordFile string `yaml:"password_file"`
-	// TLS configures ssl://, tls://, mqtts:// and wss:// connections.
-	TLS *pipeline.TLSOptions `yaml:"tls"`
-	// KeepAlive is the MQTT keep-alive interval; default 30s.
-	KeepAlive time.Duration `yaml:"keep_alive"`
-	// ConnectTimeout bounds the first connection and subscription at
-	// start-up; default 10s. Later connection losses are retried forever.
-	ConnectTimeout time.Duration `yaml:"connect_timeout"`
-	// MaxReconnectDelay caps the backoff between reconnect attempts;
-	// default 10s.
-	MaxReconnectDelay time.Duration `yaml:"max_reconnect_delay"`
 	// Linger is how long Read keeps collecting after the first message of
 	// a batch; default 5ms.
 	Linger time.Duration `yaml:"linger"`
@@ -92,9 +77,8 @@ type MQTTConfig struct {
 
 // NewMQTTConfig returns an MQTTConfig with its defaults.
 func NewMQTTConfig() *MQTTConfig {
-	return &MQTTConfig{QoS: 1, SessionExpiry: 24 * time.Hour, KeepAlive: 30 * time.Second,
-		ConnectTimeout: 10 * time.Second, MaxReconnectDelay: 10 * time.Second, Linger: 5 * time.Millisecond,
-		DedupeWindow: pipeline.DefaultDedupeWindow()}
+	return &MQTTConfig{Conn: mqttconn.DefaultConn(), QoS: 1, SessionExpiry: 24 * time.Hour,
+		Linger: 5 * time.Millisecond, DedupeWindow: pipeline.DefaultDedupeWindow()}
 }
 
 // GuaranteeWarning implements pipeline.GuaranteeWarner: under

@@ -42,9 +42,9 @@ func init() {
 // position is kept by the server: a restarted weir continues where its
 // durable left off.
 type NATSConfig struct {
-	// URL is nats://host:4222, or several separated by commas; tls:// for
-	// TLS. user:password or a token in it are never logged. Required.
-	URL string `yaml:"url"`
+	// Conn holds the connection options (natsconn.Conn): url, username,
+	// password_file, tls and the timeouts.
+	natsconn.Conn `yaml:",inline"`
 	// Stream is the JetStream stream to read. Required.
 	Stream string `yaml:"stream"`
 	// Subject filters the stream ("logs.>"); default every subject.
@@ -65,22 +65,6 @@ type NATSConfig struct {
 	// weir creates). Default 2 × the batch size, 16 × under at_least_once
 	// (acks wait for a checkpoint there).
 	MaxAckPending int `yaml:"max_ack_pending"`
-	// Username overrides the user of the URL.
-	Username string `yaml:"username"`
-	// PasswordFile is a file holding the password.
-	PasswordFile string `yaml:"password_file"`
-	// TokenFile is a file holding an authentication token.
-	TokenFile string `yaml:"token_file"`
-	// CredentialsFile is a NATS .creds file (JWT and NKey seed).
-	CredentialsFile string `yaml:"credentials_file"`
-	// TLS configures TLS (CA, client certificate).
-	TLS *pipeline.TLSOptions `yaml:"tls"`
-	// ConnectTimeout bounds the first connection at start-up; default 10s.
-	// Later connection losses are retried forever.
-	ConnectTimeout time.Duration `yaml:"connect_timeout"`
-	// MaxReconnectDelay caps the backoff between reconnect attempts;
-	// default 10s.
-	MaxReconnectDelay time.Duration `yaml:"max_reconnect_delay"`
 	// Linger is how long Read keeps collecting after the first message of
 	// a batch; default 5ms.
 	Linger time.Duration `yaml:"linger"`
@@ -91,8 +75,7 @@ type NATSConfig struct {
 
 // NewNATSConfig returns a NATSConfig with its defaults.
 func NewNATSConfig() *NATSConfig {
-	return &NATSConfig{AckWait: 30 * time.Second, ConnectTimeout: 10 * time.Second,
-		MaxReconnectDelay: 10 * time.Second, Linger: 5 * time.Millisecond,
+	return &NATSConfig{Conn: natsconn.DefaultConn(), AckWait: 30 * time.Second, Linger: 5 * time.Millisecond,
 		DedupeWindow: pipeline.DefaultDedupeWindow()}
 }
 
@@ -188,7 +171,7 @@ func (c *NATSConfig) NewSource(b pipeline.Build) (pipeline.Source, error) {
 		}
 	}
 	opts, err := natsconn.Options("weir "+b.Component,
-		natsconn.Auth{Username: c.Username, PasswordFile: c.PasswordFile, TokenFile: c.TokenFile, CredentialsFile: c.CredentialsFile, TLS: c.TLS},
+		c.Auth(),
 		c.ConnectTimeout, c.MaxReconnectDelay, s.logger, s.safeURL)
 	if err != nil {
 		return nil, err

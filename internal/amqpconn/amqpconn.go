@@ -1,4 +1,5 @@
-// Package amqpconn holds what the amqp source and the amqp sink share: how
+// Package amqpconn holds what the amqp source and the amqp sink share: their
+// connection options (Conn, inlined in both YAML configurations), how
 // the connection options of the YAML become amqp091 settings, and which
 // errors are final. It is not public API.
 //

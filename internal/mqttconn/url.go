@@ -1,4 +1,5 @@
-// Package mqttconn holds what the mqtt source and the mqtt sink share:
+// Package mqttconn holds what the mqtt source and the mqtt sink share: their
+// connection options (Conn, inlined in both YAML configurations), and
 // checking the server URL of the YAML against its scheme and `tls:`. It is
 // not public API.
 //

@@ -1,4 +1,5 @@
-// Package natsconn holds what the nats source and the nats sink share: how
+// Package natsconn holds what the nats source and the nats sink share: their
+// connection options (Conn, inlined in both YAML configurations), how
 // the connection options of the YAML become nats.go options, connecting
 // with retries, and which connect errors are final. It is not public API.
 //
