@@ -57,37 +57,16 @@ func newParseConversion(field, typ string) (parseConversion, error) {
 func (c *parseConversion) apply(v any) (any, error) {
 	switch c.kind {
 	case parseToInt:
-		switch x := v.(type) {
-		case int64:
-			return x, nil
-		case float64:
-			if x == math.Trunc(x) && x >= -(1<<63) && x < 1<<63 {
-				return int64(x), nil
-			}
-		case string:
-			if n, err := strconv.ParseInt(x, 10, 64); err == nil {
-				return n, nil
-			}
+		if n, ok := pipeline.ToInt64(v); ok {
+			return n, nil
 		}
 	case parseToFloat:
-		switch x := v.(type) {
-		case float64:
-			return x, nil
-		case int64:
-			return float64(x), nil
-		case string:
-			if f, err := strconv.ParseFloat(x, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
-				return f, nil
-			}
+		if f, ok := pipeline.ToFloat64(v); ok {
+			return f, nil
 		}
 	case parseToBool:
-		switch x := v.(type) {
-		case bool:
-			return x, nil
-		case string:
-			if b, err := strconv.ParseBool(x); err == nil {
-				return b, nil
-			}
+		if b, ok := pipeline.ToBool(v); ok {
+			return b, nil
 		}
 	case parseToString:
 		if s, ok := v.(string); ok {

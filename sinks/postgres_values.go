@@ -90,35 +90,31 @@ func pgConvert(v any, k pgKind) (any, error) {
 		}
 		return string(pipeline.AppendText(nil, v)), nil
 	case pgBool:
-		switch x := v.(type) {
-		case bool:
-			return x, nil
-		case string:
-			b, err := strconv.ParseBool(strings.TrimSpace(x))
-			if err != nil {
-				return nil, fmt.Errorf("%q is not a boolean", x)
-			}
+		if x, ok := v.(string); ok {
+			v = strings.TrimSpace(x)
+		}
+		if b, ok := pipeline.ToBool(v); ok {
 			return b, nil
 		}
+		if _, ok := v.(string); ok {
+			return nil, fmt.Errorf("%q is not a boolean", v)
+		}
 	case pgInt:
-		switch x := v.(type) {
-		case int64:
-			return x, nil
-		case int:
-			return int64(x), nil
-		case float64:
-			if x == math.Trunc(x) && x >= -9.2e18 && x <= 9.2e18 {
-				return int64(x), nil
-			}
-			return nil, fmt.Errorf("%v is not a whole number", x)
-		case string:
-			n, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("%q is not a whole number", x)
-			}
+		if x, ok := v.(string); ok {
+			v = strings.TrimSpace(x)
+		}
+		if n, ok := pipeline.ToInt64(v); ok {
 			return n, nil
 		}
+		switch v.(type) {
+		case float64:
+			return nil, fmt.Errorf("%v is not a whole number", v)
+		case string:
+			return nil, fmt.Errorf("%q is not a whole number", v)
+		}
 	case pgFloat:
+		// Not pipeline.ToFloat64: float8 takes NaN and Infinity, which a
+		// JSON field cannot hold.
 		switch x := v.(type) {
 		case float64:
 			return x, nil
