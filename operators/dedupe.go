@@ -51,7 +51,7 @@ type DedupeConfig struct {
 // UnmarshalYAML decodes the dedupe mapping, reporting problems at their
 // position.
 func (c *DedupeConfig) UnmarshalYAML(n ast.Node) error {
-	pairs, err := yamlMapping(n, "dedupe")
+	pairs, err := yamlOptions(n, "dedupe", "key", "horizon", "event_time", "watermark", "idle_timeout", "max_keys")
 	if err != nil {
 		return err
 	}

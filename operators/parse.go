@@ -165,6 +165,9 @@ func (c *ParseConfig) DeclaredFields() ([]string, bool) {
 	return names, c.Field == ""
 }
 
+// parseOptions are the keys of a parse mapping.
+var parseOptions = []string{"format", "field", "pattern", "columns", "header", "delimiter", "rfc", "timezone", "infer_types", "types"}
+
 // parseOptionFormats lists, for options that only some formats take, which.
 var parseOptionFormats = map[string][]string{
 	"pattern":     {FormatRegex},
@@ -188,18 +191,29 @@ func (e *parseOptionError) Error() string { return e.key + ": " + e.msg }
 // UnmarshalYAML decodes the option mapping and checks it, reporting every
 // problem at the position of the option at fault.
 func (c *ParseConfig) UnmarshalYAML(n ast.Node) error {
-	values, err := parseYAMLMapping(n)
-	if err != nil {
-		return err
+	kvs, ok := pipeline.Mapping(n)
+	if !ok || pipeline.IsNull(n) {
+		return parseConfigError(n, "expected a mapping of options, such as {format: json}")
 	}
 	nodes := map[string]ast.Node{}
-	for _, mv := range values {
-		key := mv.Key.GetToken().Value
-		if _, dup := nodes[key]; dup {
-			return parseConfigError(mv.Key, "duplicate option %q", key)
+	seen := map[string]bool{}
+	var values []pipeline.KeyValue // the options set: null is the default, as if left out
+	for _, kv := range kvs {
+		key := kv.Key
+		if seen[key] {
+			return parseConfigError(kv.KeyNode, "duplicate option %q", key)
 		}
-		val := mv.Value
+		seen[key] = true
+		if !slices.Contains(parseOptions, key) {
+			return parseConfigError(kv.KeyNode, "unknown option %q (want %s)", key, strings.Join(parseOptions, ", "))
+		}
+		val := kv.Value
+		if val == nil {
+			continue
+		}
+		values = append(values, kv)
 		nodes[key] = val
+		var err error
 		switch key {
 		case "format":
 			c.Format, err = parseYAMLScalar(val, key)
@@ -222,8 +236,6 @@ func (c *ParseConfig) UnmarshalYAML(n ast.Node) error {
 			err = pipeline.DecodeNode(val, &c.InferTypes)
 		case "types":
 			c.Types, err = decodeParseTypes(val, nodes)
-		default:
-			return parseConfigError(mv.Key, "unknown option %q (want format, field, pattern, columns, header, delimiter, rfc, timezone, infer_types, types)", key)
 		}
 		if err != nil {
 			return err
@@ -232,10 +244,10 @@ func (c *ParseConfig) UnmarshalYAML(n ast.Node) error {
 	if _, ok := nodes["format"]; !ok {
 		return parseConfigError(n, "format: missing (want one of %s)", strings.Join(parseFormats, ", "))
 	}
-	for _, mv := range values {
-		key := mv.Key.GetToken().Value
+	for _, kv := range values {
+		key := kv.Key
 		if formats, ok := parseOptionFormats[key]; ok && isParseFormat(c.Format) && !slices.Contains(formats, c.Format) {
-			return parseConfigError(mv.Key, "%s: not an option of format %s (it is for %s)", key, c.Format, strings.Join(formats, ", "))
+			return parseConfigError(kv.KeyNode, "%s: not an option of format %s (it is for %s)", key, c.Format, strings.Join(formats, ", "))
 		}
 	}
 	if _, err := c.compile(); err != nil {
@@ -617,25 +629,6 @@ func parseValueKind(v any) string {
 
 func isParseFormat(f string) bool { return slices.Contains(parseFormats, f) }
 
-// parseYAMLMapping returns the pairs of a YAML mapping node.
-func parseYAMLMapping(n ast.Node) ([]*ast.MappingValueNode, error) {
-	for {
-		switch x := n.(type) {
-		case *ast.AnchorNode:
-			n = x.Value
-			continue
-		case *ast.TagNode:
-			n = x.Value
-			continue
-		case *ast.MappingNode:
-			return x.Values, nil
-		case *ast.MappingValueNode:
-			return []*ast.MappingValueNode{x}, nil
-		}
-		return nil, parseConfigError(n, "expected a mapping of options, such as {format: json}")
-	}
-}
-
 // parseYAMLScalar returns the text of a scalar option value.
 func parseYAMLScalar(n ast.Node, key string) (string, error) {
 	switch v := n.(type) {
@@ -653,21 +646,21 @@ func parseYAMLScalar(n ast.Node, key string) (string, error) {
 // decodeParseTypes decodes `types:`, noting each entry's node in nodes
 // under "types.<field>".
 func decodeParseTypes(n ast.Node, nodes map[string]ast.Node) ([]ParseType, error) {
-	if _, null := n.(*ast.NullNode); null {
-		return nil, nil
-	}
-	values, err := parseYAMLMapping(n)
-	if err != nil {
+	kvs, ok := pipeline.Mapping(n)
+	if !ok {
 		return nil, parseConfigError(n, "types: expected a mapping of field: type, such as {status: int}")
 	}
 	var out []ParseType
-	for _, mv := range values {
-		name := mv.Key.GetToken().Value
-		typ, err := parseYAMLScalar(mv.Value, "types."+name)
+	for _, kv := range kvs {
+		name := kv.Key
+		if kv.Value == nil {
+			return nil, parseConfigError(kv.KeyNode, "types.%s: expected a type (int, float, bool, string, time)", name)
+		}
+		typ, err := parseYAMLScalar(kv.Value, "types."+name)
 		if err != nil {
 			return nil, err
 		}
-		nodes["types."+name] = mv.Value
+		nodes["types."+name] = kv.Value
 		out = append(out, ParseType{Field: name, Type: typ})
 	}
 	return out, nil

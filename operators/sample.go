@@ -38,7 +38,7 @@ func (c *SampleConfig) UnmarshalYAML(n ast.Node) error {
 	if _, ok := pipeline.UnwrapValue(n).(ast.ScalarNode); ok {
 		return c.setRate(yamlPair{key: "sample", kn: n, value: pipeline.UnwrapValue(n)})
 	}
-	pairs, err := yamlMapping(n, "sample")
+	pairs, err := yamlOptions(n, "sample", "rate", "key")
 	if err != nil {
 		return err
 	}

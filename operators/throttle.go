@@ -47,7 +47,7 @@ type ThrottleConfig struct {
 // UnmarshalYAML decodes the mapping, reporting every problem at its
 // position.
 func (c *ThrottleConfig) UnmarshalYAML(n ast.Node) error {
-	pairs, err := yamlMapping(n, "throttle")
+	pairs, err := yamlOptions(n, "throttle", "rate", "per", "key", "event_time", "action")
 	if err != nil {
 		return err
 	}

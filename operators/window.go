@@ -79,10 +79,14 @@ type GroupField struct {
 // reservedFields are the output fields every window record has.
 var reservedFields = []string{"window_start", "window_end", "firing"}
 
+// windowKeys are the keys of a window mapping.
+var windowKeys = []string{"tumbling", "hopping", "sliding", "session", "event_time",
+	"watermark", "allowed_lateness", "idle_timeout", "early_every", "parallelism", "group_by", "aggregate"}
+
 // UnmarshalYAML decodes the window mapping, reporting each problem at its
 // position.
 func (c *WindowConfig) UnmarshalYAML(n ast.Node) error {
-	pairs, err := yamlMapping(n, "window")
+	pairs, err := yamlOptions(n, "window", windowKeys...)
 	if err != nil {
 		return err
 	}
@@ -143,8 +147,7 @@ func (c *WindowConfig) UnmarshalYAML(n ast.Node) error {
 		case "aggregate":
 			err = c.decodeAggregates(p)
 		default:
-			return configErr(p.kn, "window: unknown key %q (want %s)", p.key, knownKeys("tumbling", "hopping", "sliding", "session", "event_time",
-				"watermark", "allowed_lateness", "idle_timeout", "early_every", "parallelism", "group_by", "aggregate"))
+			return configErr(p.kn, "window: unknown key %q (want %s)", p.key, knownKeys(windowKeys...))
 		}
 		return err
 	}
@@ -168,7 +171,7 @@ func (c *WindowConfig) UnmarshalYAML(n ast.Node) error {
 
 func (c *WindowConfig) decodeHopping(p yamlPair) error {
 	label := "window: " + p.key // hopping, or its alias sliding
-	pairs, err := yamlMapping(p.value, label)
+	pairs, err := yamlOptions(p.value, label, "size", "slide")
 	if err != nil {
 		return err
 	}
@@ -206,7 +209,7 @@ func (c *WindowConfig) decodeSession(p yamlPair) error {
 			return err
 		}
 	}
-	pairs, err := yamlMapping(p.value, "window: session")
+	pairs, err := yamlOptions(p.value, "window: session", "gap")
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package operators
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +62,25 @@ func yamlMapping(n ast.Node, what string) ([]yamlPair, error) {
 		out = append(out, yamlPair{key: kv.Key, kn: kv.KeyNode, value: kv.Value})
 	}
 	return out, nil
+}
+
+// yamlOptions is yamlMapping for a mapping of options: an option set to
+// null (or to nothing) is left out, as if it were not written, so that it
+// keeps its default, as in every component decoded from its struct. A null
+// key that is not one of known stays, for the caller to refuse.
+func yamlOptions(n ast.Node, what string, known ...string) ([]yamlPair, error) {
+	pairs, err := yamlMapping(n, what)
+	if err != nil {
+		return nil, err
+	}
+	set := pairs[:0]
+	for _, p := range pairs {
+		if p.value == nil && slices.Contains(known, p.key) {
+			continue
+		}
+		set = append(set, p)
+	}
+	return set, nil
 }
 
 func yamlDescribe(n ast.Node) string {

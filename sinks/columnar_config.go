@@ -141,6 +141,10 @@ type yamlOption struct {
 	pos   pipeline.Pos
 }
 
+// columnarKeys are the options every columnar sink takes.
+var columnarKeys = []string{"path", "schema", "partition_by", "prefix", "max_open_files", "max_file_bytes",
+	"max_file_age", "max_buffer_bytes", "max_value_bytes", "unknown_fields"}
+
 // decodeColumnar decodes a columnar sink's mapping: the shared options into
 // o, and every other key through extra, which reports whether it knew the
 // key. Every error is a *pipeline.ConfigError at the value's position.
@@ -163,13 +167,16 @@ func decodeColumnar(n ast.Node, sink string, o *ColumnarOptions, extraKeys strin
 			return &pipeline.ConfigError{Pos: kv.Pos(), Msg: fmt.Sprintf("%s: duplicate key %q", sink, opt.key)}
 		}
 		seen[opt.key] = true
+		if opt.value == nil && (slices.Contains(columnarKeys, opt.key) || slices.Contains(strings.Split(extraKeys, ", "), opt.key)) {
+			continue // null is the option's default, as if left out
+		}
 		err := decodeSharedOption(opt, o)
 		if errors.Is(err, errUnknownOption) {
 			var known bool
 			known, err = extra(opt)
 			if !known {
 				return &pipeline.ConfigError{Pos: kv.Pos(), Msg: fmt.Sprintf(
-					"%s: unknown key %q (want path, schema, partition_by, prefix, max_open_files, max_file_bytes, max_file_age, max_buffer_bytes, max_value_bytes, unknown_fields, %s)", sink, opt.key, extraKeys)}
+					"%s: unknown key %q (want %s, %s)", sink, opt.key, strings.Join(columnarKeys, ", "), extraKeys)}
 			}
 		}
 		if err != nil {
