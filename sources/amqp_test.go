@@ -173,43 +173,6 @@ func TestAMQPSourceRoundTrip(t *testing.T) {
 	}
 }
 
-func TestAMQPSourceUnackedIsRedeliveredWithSameID(t *testing.T) {
-	url := testservices.AMQP(t)
-	queue := amqpTestQueue(t, url)
-	amqpTestPublish(t, amqpTestChannel(t, url), "", queue, 0, 30)
-	cfg := NewAMQPConfig()
-	cfg.URL, cfg.Queue, cfg.Prefetch = url, queue, 100
-
-	// Ack the first batch (its size depends on timing), leave the rest.
-	src, _ := newAMQPTestSource(t, cfg, 10, pipeline.ExactlyOnce)
-	first, ack := testservices.ReadBatch(t, src, 5*time.Second)
-	k := len(first.Records)
-	rest, _ := testservices.Read(t, src, 30-k, 5*time.Second)
-	recs := append(first.Records, rest...)
-	if len(recs) != 30 {
-		t.Fatalf("got %d records, want 30", len(recs))
-	}
-	testservices.Ack(t, []pipeline.AckFunc{ack})
-	testservices.Close(t, src)
-
-	src2, _ := newAMQPTestSource(t, cfg, 100, pipeline.ExactlyOnce)
-	again, acks2 := testservices.Read(t, src2, 30-k, 10*time.Second)
-	if len(again) != 30-k {
-		t.Fatalf("redelivered %d records, want the %d unacked", len(again), 30-k)
-	}
-	for i, r := range again {
-		if want := recs[k+i].Origin.ID; r.Origin.ID != want {
-			t.Fatalf("redelivery %d has id %q, want %q", i, r.Origin.ID, want)
-		}
-	}
-	testservices.Ack(t, acks2)
-	testservices.Close(t, src2)
-	time.Sleep(100 * time.Millisecond)
-	if n := amqpTestReady(t, url, queue); n != 0 {
-		t.Fatalf("%d messages left, want 0", n)
-	}
-}
-
 func TestAMQPSourceBind(t *testing.T) {
 	url := testservices.AMQP(t)
 	pub := amqpTestChannel(t, url)
@@ -464,32 +427,7 @@ func BenchmarkAMQPSource(b *testing.B) {
 	cfg.URL, cfg.Queue = url, queue
 	src, _ := newAMQPTestSource(b, cfg, 1024, pipeline.ExactlyOnce)
 	defer testservices.Close(b, src)
-	b.ResetTimer()
-	start := time.Now()
-	got, batches := 0, 0
-	var inRead, inAck time.Duration
-	for got < n {
-		var bt pipeline.Batch
-		t0 := time.Now()
-		ack, err := src.Read(context.Background(), &bt)
-		if err != nil {
-			b.Fatal(err)
-		}
-		t1 := time.Now()
-		got += len(bt.Records)
-		if ack != nil {
-			batches++
-			if err := ack(context.Background()); err != nil {
-				b.Fatal(err)
-			}
-		}
-		inRead, inAck = inRead+t1.Sub(t0), inAck+time.Since(t1)
-	}
-	elapsed := time.Since(start)
-	b.ReportMetric(float64(got)/elapsed.Seconds(), "events/s")
-	b.ReportMetric(float64(got)/float64(max(batches, 1)), "records/batch")
-	b.ReportMetric(100*inAck.Seconds()/elapsed.Seconds(), "%ack")
-	b.ReportMetric(100*inRead.Seconds()/elapsed.Seconds(), "%read")
+	benchmarkQueueSource(b, src, n, nil)
 }
 
 // TestAMQPSourceTLS connects with amqps:// through a TLS-terminating proxy

@@ -170,42 +170,6 @@ func TestMQTTSourceRoundTrip(t *testing.T) {
 	}
 }
 
-func TestMQTTSourceUnackedIsRedelivered(t *testing.T) {
-	mqttURL := testservices.MQTT(t)
-	topic := "weir/test/" + testservices.Name("t")
-	cfg := NewMQTTConfig()
-	cfg.URL, cfg.Topics, cfg.IDProperty, cfg.QoS = mqttURL, []string{topic}, "id", 2
-	src, _ := newMQTTTestSource(t, cfg, 10, pipeline.ExactlyOnce)
-	mqttTestPublish(t, mqttURL, topic, "m", 0, 20, 1)
-	// Ack the first batch only (its size depends on timing), read the rest.
-	first, ack := testservices.ReadBatch(t, src, 5*time.Second)
-	k := len(first.Records)
-	rest, _ := testservices.Read(t, src, 20-k, 5*time.Second)
-	recs := append(first.Records, rest...)
-	if len(recs) != 20 || k == 20 {
-		t.Fatalf("got %d records, the first batch %d; want 20 in more than one batch", len(recs), k)
-	}
-	acks := []pipeline.AckFunc{ack}
-	testservices.Ack(t, acks[:1])
-	time.Sleep(50 * time.Millisecond) // paho sends acks every 5ms
-	testservices.Close(t, src)
-
-	src2, _ := newMQTTTestSource(t, cfg, 100, pipeline.ExactlyOnce)
-	defer testservices.Close(t, src2)
-	again := readAcking(t, src2, 20-k, 5*time.Second)
-	if len(again) != 20-k {
-		t.Fatalf("redelivered %d, want the %d unacknowledged", len(again), 20-k)
-	}
-	for i, r := range again {
-		if want := recs[k+i].Origin.ID; r.Origin.ID != want {
-			t.Fatalf("redelivery %d: id %q, want %q", i, r.Origin.ID, want)
-		}
-	}
-	if more, _ := testservices.Read(t, src2, 1, 300*time.Millisecond); len(more) != 0 {
-		t.Fatalf("%d more messages, want none", len(more))
-	}
-}
-
 func TestMQTTSourceKeepsSessionWhileStopped(t *testing.T) {
 	mqttURL := testservices.MQTT(t)
 	topic := "weir/test/" + testservices.Name("t")
@@ -358,35 +322,10 @@ func BenchmarkMQTTSource(b *testing.B) {
 	src, _ := newMQTTTestSource(b, cfg, 1024, pipeline.ExactlyOnce)
 	defer testservices.Close(b, src)
 	n := max(b.N, 1000)
-	b.ResetTimer()
-	start := time.Now()
 	pubErr := make(chan error, 1)
-	go func() { pubErr <- mqttTestPublishErr(b, mqttURL, topic, "m", 0, n, 8) }()
-	got, batches := 0, 0
-	var inRead, inAck time.Duration
-	deadline := time.Now().Add(60 * time.Second)
-	for got < n && time.Now().Before(deadline) {
-		var bt pipeline.Batch
-		t0 := time.Now()
-		ack, err := src.Read(context.Background(), &bt)
-		if err != nil {
-			b.Fatal(err)
-		}
-		t1 := time.Now()
-		got += len(bt.Records)
-		if ack != nil {
-			batches++
-			if err := ack(context.Background()); err != nil {
-				b.Fatal(err)
-			}
-		}
-		inRead, inAck = inRead+t1.Sub(t0), inAck+time.Since(t1)
-	}
-	elapsed := time.Since(start)
-	b.ReportMetric(float64(got)/elapsed.Seconds(), "events/s")
-	b.ReportMetric(float64(got)/float64(max(batches, 1)), "records/batch")
-	b.ReportMetric(100*inAck.Seconds()/elapsed.Seconds(), "%ack")
-	b.ReportMetric(100*inRead.Seconds()/elapsed.Seconds(), "%read")
+	benchmarkQueueSource(b, src, n, func() {
+		go func() { pubErr <- mqttTestPublishErr(b, mqttURL, topic, "m", 0, n, 8) }()
+	})
 	if err := <-pubErr; err != nil {
 		b.Fatal(err)
 	}

@@ -119,39 +119,6 @@ func TestNATSSourceRoundTrip(t *testing.T) {
 	}
 }
 
-func TestNATSSourceUnackedIsRedelivered(t *testing.T) {
-	url := testservices.NATS(t)
-	js, stream := natsTestStream(t, url)
-	natsTestPublish(t, js, stream+".a", "m", 0, 20)
-	cfg := NewNATSConfig()
-	cfg.URL, cfg.Stream, cfg.Durable, cfg.AckWait = url, stream, "weir_redeliver", time.Second
-	src, _ := newNATSTestSource(t, cfg, 10)
-	first, ack := testservices.ReadBatch(t, src, 5*time.Second)
-	k := len(first.Records)
-	rest, _ := testservices.Read(t, src, 20-k, 5*time.Second)
-	recs := append(first.Records, rest...)
-	if len(recs) != 20 {
-		t.Fatalf("got %d records, want 20", len(recs))
-	}
-	testservices.Ack(t, []pipeline.AckFunc{ack})
-	testservices.Close(t, src)
-
-	src2, _ := newNATSTestSource(t, cfg, 100)
-	defer testservices.Close(t, src2)
-	again := readAcking(t, src2, 20-k, 5*time.Second) // after ack_wait (1s)
-	if len(again) != 20-k {
-		t.Fatalf("redelivered %d, want the %d unacked", len(again), 20-k)
-	}
-	for i, r := range again {
-		if want := recs[k+i].Origin.ID; r.Origin.ID != want {
-			t.Fatalf("redelivery %d: id %q, want %q", i, r.Origin.ID, want)
-		}
-	}
-	if more, _ := testservices.Read(t, src2, 1, 1500*time.Millisecond); len(more) != 0 {
-		t.Fatalf("%d more after acking everything", len(more))
-	}
-}
-
 func TestNATSSourceCreatesStreamOnlyWhenAsked(t *testing.T) {
 	url := testservices.NATS(t)
 	stream := strings.ToUpper(testservices.Name("WEIR"))
@@ -284,32 +251,7 @@ func BenchmarkNATSSource(b *testing.B) {
 	cfg.URL, cfg.Stream, cfg.Durable = url, stream, "bench"
 	src, _ := newNATSTestSource(b, cfg, 1024)
 	defer testservices.Close(b, src)
-	b.ResetTimer()
-	start := time.Now()
-	got, batches := 0, 0
-	var inRead, inAck time.Duration
-	for got < n {
-		var bt pipeline.Batch
-		t0 := time.Now()
-		ack, err := src.Read(context.Background(), &bt)
-		if err != nil {
-			b.Fatal(err)
-		}
-		t1 := time.Now()
-		got += len(bt.Records)
-		if ack != nil {
-			batches++
-			if err := ack(context.Background()); err != nil {
-				b.Fatal(err)
-			}
-		}
-		inRead, inAck = inRead+t1.Sub(t0), inAck+time.Since(t1)
-	}
-	elapsed := time.Since(start)
-	b.ReportMetric(float64(got)/elapsed.Seconds(), "events/s")
-	b.ReportMetric(float64(got)/float64(max(batches, 1)), "records/batch")
-	b.ReportMetric(100*inAck.Seconds()/elapsed.Seconds(), "%ack")
-	b.ReportMetric(100*inRead.Seconds()/elapsed.Seconds(), "%read")
+	benchmarkQueueSource(b, src, n, nil)
 }
 
 // TestAMQPMQTTNATSSourcesYAML loads the DESIGN.md examples of the amqp, mqtt and
