@@ -87,6 +87,8 @@ func runInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdCheckpoints(args, stdout)
 	case "state":
 		err = cmdState(args, stdout)
+	case "savepoint":
+		err = cmdSavepoint(args, stdout)
 	case "replay-dead-letters":
 		err = cmdReplay(args, stderr)
 	case "wal":
@@ -123,11 +125,12 @@ func runInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 const usage = `usage:
   weir run [-c FILE] [--pipeline NAME]... [--log-level LEVEL] [--log-format auto|text|json]
-           [--quiet] [--watch [--watch-interval 1s]] [--http ADDR] [--fail-fast]
+           [--quiet] [--watch [--watch-interval 1s]] [--http ADDR] [--fail-fast] [--from-savepoint NAME]
   weir test [-c FILE] [--pipeline NAME]... [-v]
   weir schema
   weir validate [-c FILE]
   weir checkpoints [-c FILE] [--pipeline NAME] [--json]
+  weir savepoint [-c FILE] --pipeline NAME --name NAME | weir savepoint [-c FILE] --list [--pipeline NAME]
   weir state reset [-c FILE] --pipeline NAME [--operator ID]
   weir replay-dead-letters FILE --pipeline NAME [-c FILE] [--reason R]... [--component C]...
   weir wal stat DIR | weir wal dump DIR [--from N] | weir wal verify DIR [--repair [--yes]]
@@ -223,6 +226,7 @@ func cmdRun(args []string, stderr io.Writer) error {
 	watchEvery := fs.Duration("watch-interval", time.Second, "how often --watch checks the file")
 	httpAddr := fs.String("http", "", "admin endpoints address, overriding the configuration's http: key")
 	failFast := fs.Bool("fail-fast", false, "stop every pipeline when one fails, instead of retrying it as its restart: says")
+	fromSavepoint := fs.String("from-savepoint", "", "recover each pipeline run from its savepoint `NAME` (weir savepoint), not its newest checkpoint")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -252,6 +256,11 @@ func cmdRun(args []string, stderr io.Writer) error {
 	}
 	if *httpAddr != "" {
 		rev.Config.HTTP = *httpAddr
+	}
+	if *fromSavepoint != "" {
+		if err := restoreSavepoints(rev.Config, only, *fromSavepoint, stderr); err != nil {
+			return err
+		}
 	}
 
 	// Progress lines on a terminal; logs then print above them.

@@ -831,6 +831,29 @@ func (w *Window) Finish(_ context.Context, b *pipeline.Batch) error {
 
 const windowMagic = "WWIN"
 
+// compatibleAggregates says whether state written under the fingerprint
+// was can be restored under is: the same kind, size, slide, gap and
+// number of group_by fields, and the stateful aggregates of was found, in
+// their order, among those of is (aggregates were added; none was taken
+// away or changed). It returns, per stateful aggregate of is, whether its
+// state is in the snapshot. An added aggregate starts empty in the windows
+// that were open, so it covers only the records after the restore there.
+func compatibleAggregates(was, is string) ([]bool, bool) {
+	old, cur := strings.Fields(was), strings.Fields(is)
+	if len(old) < 5 || len(cur) < 5 || !slices.Equal(old[:5], cur[:5]) {
+		return nil, false
+	}
+	from := make([]bool, len(cur)-5)
+	k := 5
+	for j, a := range cur[5:] {
+		if k < len(old) && old[k] == a {
+			from[j] = true
+			k++
+		}
+	}
+	return from, k == len(old)
+}
+
 // Snapshot implements pipeline.Snapshotter. The state is every open
 // window (extent, group values, flags, record count and aggregate states,
 // sketches included), the watermarks, the early-firing grid and the late
@@ -873,14 +896,21 @@ func (w *Window) Snapshot() ([]byte, error) {
 
 // Restore implements pipeline.Snapshotter: it replaces all state with a
 // snapshot's. A snapshot of a window with a different kind, size, group
-// count or aggregate functions is refused.
+// count or aggregate functions is refused, but for one compatible change:
+// aggregates added to those the snapshot has (see compatibleAggregates).
+// Allowed lateness, watermark and early firing are not part of the state
+// and may change freely.
 func (w *Window) Restore(state []byte) error {
 	s, err := newStateReader(state, windowMagic)
 	if err != nil {
 		return fmt.Errorf("window: restore: %w", err)
 	}
+	var from []bool // per stateful aggregate: its state is in the snapshot
 	if fp := s.str(); s.err == nil && fp != w.plan.fingerprint {
-		return fmt.Errorf("window: restore: the state was written by a different window configuration: it was %s, it is now %s", describeWindowFingerprint(fp), describeWindowFingerprint(w.plan.fingerprint))
+		var ok bool
+		if from, ok = compatibleAggregates(fp, w.plan.fingerprint); !ok {
+			return fmt.Errorf("window: restore: the state was written by a different window configuration: it was %s, it is now %s", describeWindowFingerprint(fp), describeWindowFingerprint(w.plan.fingerprint))
+		}
 	}
 	marks := newWatermarks(time.Duration(w.marks.delay), w.marks.idleTimeout)
 	marks.readState(s)
@@ -917,8 +947,10 @@ func (w *Window) Restore(state []byte) error {
 		}
 		ws.key = &groupKey{enc: string(key), vals: vals}
 		ws.accs = sh.newWindow(0, 0, nil).accs
-		for _, acc := range ws.accs {
-			acc.readState(s)
+		for j, acc := range ws.accs {
+			if from == nil || from[j] {
+				acc.readState(s)
+			}
 		}
 		if s.err != nil {
 			break
