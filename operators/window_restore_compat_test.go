@@ -78,7 +78,7 @@ func TestWindowRestoreWithAddedAggregates(t *testing.T) {
 	}
 
 	for _, refused := range []string{
-		windowYAML(append(base, "aggregate: {n: count(), s: sum(v)}")...),          // min taken away
+		windowYAML(append(base, "aggregate: {n: count(), s: sum(v)}")...),             // min taken away
 		windowYAML(append(base, "aggregate: {n: count(), mn: min(v), s: sum(v)}")...), // reordered
 		windowYAML("tumbling: 1m", "watermark: 2s", "event_time: ts", "group_by: [k]",
 			"aggregate: {n: count(), s: sum(v), mn: min(v)}"), // another size
