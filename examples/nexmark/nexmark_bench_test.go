@@ -81,3 +81,6 @@ func BenchmarkNexmarkQ1(b *testing.B)  { benchQuery(b, "q1") }
 func BenchmarkNexmarkQ2(b *testing.B)  { benchQuery(b, "q2") }
 func BenchmarkNexmarkQ5(b *testing.B)  { benchQuery(b, "q5") }
 func BenchmarkNexmarkQ11(b *testing.B) { benchQuery(b, "q11") }
+func BenchmarkNexmarkQ14(b *testing.B) { benchQuery(b, "q14") }
+func BenchmarkNexmarkQ21(b *testing.B) { benchQuery(b, "q21") }
+func BenchmarkNexmarkQ22(b *testing.B) { benchQuery(b, "q22") }

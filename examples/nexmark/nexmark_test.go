@@ -28,6 +28,8 @@ type bid struct {
 	Auction   int64  `json:"auction"`
 	Bidder    int64  `json:"bidder"`
 	Price     int64  `json:"price"`
+	Channel   string `json:"channel"`
+	URL       string `json:"url"`
 	DateTime  string `json:"date_time"`
 	Extra     string `json:"extra"`
 	time      time.Time
@@ -279,4 +281,68 @@ func TestQ11UserSessions(t *testing.T) {
 	sortRows(got)
 	sortRows(want)
 	sameRows(t, "q11", got, want)
+}
+
+// TestQ14Calculation checks q14 over 100,000 events at 1 event/s, which
+// span 28 hours, so every time-of-day type occurs.
+func TestQ14Calculation(t *testing.T) {
+	const seed, n, rate = 7, 100000, 1
+	var want []map[string]any
+	types := map[string]int{}
+	for _, b := range bids(t, seed, n, rate) {
+		euros := float64(b.Price*908) / 1000
+		if !(euros > 1_000_000 && euros < 50_000_000) {
+			continue
+		}
+		kind := "otherTime"
+		switch h := b.time.Hour(); {
+		case h >= 8 && h <= 18:
+			kind = "dayTime"
+		case h <= 6 || h >= 20:
+			kind = "nightTime"
+		}
+		types[kind]++
+		want = append(want, row("auction", b.Auction, "bidder", b.Bidder, "price", euros, "bid_time_type", kind,
+			"date_time", b.DateTime, "extra", b.Extra, "c_counts", int64(strings.Count(b.Extra, "c"))))
+	}
+	if len(types) != 3 {
+		t.Fatalf("time-of-day types %v: the test needs all three", types)
+	}
+	sameRows(t, "q14", runQuery(t, "q14", seed, n, rate), want)
+}
+
+func TestQ21ChannelID(t *testing.T) {
+	const seed, n, rate = 8, 20000, 1000
+	hot := map[string]string{"apple": "0", "google": "1", "facebook": "2", "baidu": "3"}
+	var want []map[string]any
+	var fromURL, left int
+	for _, b := range bids(t, seed, n, rate) {
+		id, ok := hot[strings.ToLower(b.Channel)]
+		if !ok {
+			// REGEXP_EXTRACT(url, '(&|^)channel_id=([^&]*)', 2)
+			_, after, found := strings.Cut(b.URL, "&channel_id=")
+			if !found {
+				left++
+				continue
+			}
+			id, _, _ = strings.Cut(after, "&")
+			fromURL++
+		}
+		want = append(want, row("auction", b.Auction, "bidder", b.Bidder, "price", b.Price, "channel", b.Channel, "channel_id", id))
+	}
+	if fromURL == 0 || left == 0 {
+		t.Fatalf("%d ids from urls, %d bids left out: the test needs both", fromURL, left)
+	}
+	sameRows(t, "q21", runQuery(t, "q21", seed, n, rate), want)
+}
+
+func TestQ22URLDirectories(t *testing.T) {
+	const seed, n, rate = 9, 20000, 1000
+	var want []map[string]any
+	for _, b := range bids(t, seed, n, rate) {
+		parts := strings.Split(b.URL, "/") // SPLIT_INDEX counts from 0
+		want = append(want, row("auction", b.Auction, "bidder", b.Bidder, "price", b.Price, "channel", b.Channel,
+			"dir1", parts[3], "dir2", parts[4], "dir3", parts[5]))
+	}
+	sameRows(t, "q22", runQuery(t, "q22", seed, n, rate), want)
 }
