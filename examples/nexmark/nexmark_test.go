@@ -346,3 +346,64 @@ func TestQ22URLDirectories(t *testing.T) {
 	}
 	sameRows(t, "q22", runQuery(t, "q22", seed, n, rate), want)
 }
+
+// TestQ10PartitionedFiles checks q10 over 20,000 events at 100 events/s
+// (200 s, so four minutes' partitions): each file holds exactly its
+// minute's bids, in order.
+func TestQ10PartitionedFiles(t *testing.T) {
+	const seed, n, rate = 10, 20000, 100
+	want := map[string][]map[string]any{}
+	for _, b := range bids(t, seed, n, rate) {
+		dt, hm := b.time.Format("2006-01-02"), b.time.Format("15:04")
+		file := "dt=" + dt + "/hm=" + strings.ReplaceAll(hm, ":", "%3A") + ".jsonl"
+		want[file] = append(want[file], row("auction", b.Auction, "bidder", b.Bidder, "price", b.Price,
+			"date_time", b.DateTime, "extra", b.Extra, "dt", dt, "hm", hm))
+	}
+	if len(want) < 3 {
+		t.Fatalf("%d partitions: the test needs several", len(want))
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "q10")
+	t.Setenv("EVENTS", fmt.Sprint(n))
+	t.Setenv("EVENT_RATE", fmt.Sprint(rate))
+	t.Setenv("SEED", fmt.Sprint(seed))
+	t.Setenv("OUT", out)
+	t.Setenv("DATA", filepath.Join(dir, "data"))
+	cfg, err := pipeline.LoadFile("q10.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runtime.Run(context.Background(), cfg, nil, nil, runtime.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]map[string]any{}
+	err = filepath.WalkDir(out, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasSuffix(path, ".weir-lock") {
+			return err
+		}
+		rel, _ := filepath.Rel(out, path)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+			dec := json.NewDecoder(strings.NewReader(line))
+			dec.UseNumber()
+			var m map[string]any
+			if err := dec.Decode(&m); err != nil {
+				return fmt.Errorf("%s: %q: %w", rel, line, err)
+			}
+			got[filepath.ToSlash(rel)] = append(got[filepath.ToSlash(rel)], m)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want))) {
+		t.Fatalf("files %v, want %v", slices.Sorted(maps.Keys(got)), slices.Sorted(maps.Keys(want)))
+	}
+	for f := range want {
+		sameRows(t, "q10 "+f, got[f], want[f])
+	}
+}
