@@ -419,3 +419,33 @@ func BenchmarkNexmarkGenerator(b *testing.B) {
 	}
 	b.ReportMetric(float64(i)/b.Elapsed().Seconds(), "events/s")
 }
+
+// TestNexmarkRate checks wall-clock pacing: never ahead of the schedule,
+// and event times (event_rate) independent of it.
+func TestNexmarkRate(t *testing.T) {
+	const rate = 2000
+	src, err := (&NexmarkConfig{Rate: rate, EventRate: 10}).NewSource(testBuild(t, 1024))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close(context.Background())
+	start := time.Now()
+	var recs []*pipeline.Record
+	for time.Since(start) < 500*time.Millisecond {
+		b := &pipeline.Batch{}
+		if _, err := src.Read(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, b.Records...)
+		if limit := rate*time.Since(start).Seconds() + 1; float64(len(recs)) > limit {
+			t.Fatalf("%d events after %v: ahead of the %d/s schedule", len(recs), time.Since(start), rate)
+		}
+	}
+	if want := rate * 0.5 * 0.5; float64(len(recs)) < want {
+		t.Fatalf("only %d events in %v at %d/s", len(recs), time.Since(start), rate)
+	}
+	// 10 events per second of event time, whatever the wall clock did.
+	if last := recs[len(recs)-1]; !last.Time.Equal(generateEpoch.Add(time.Duration(len(recs)-1) * 100 * time.Millisecond)) {
+		t.Fatalf("event %d at %v", len(recs)-1, last.Time)
+	}
+}
