@@ -213,15 +213,14 @@ func (g *NexmarkGenerator) AppendEvent(dst []byte, i int64) ([]byte, int64) {
 	o := len(dst)
 	g.nspans = 0
 	dst = append(dst, `{"event_type":"`...)
-	switch kind := NexmarkKind(i); kind {
+	kind := NexmarkKind(i)
+	dst = g.str(dst, o, "event_type", kind)
+	switch kind {
 	case "person":
-		dst = g.str(dst, o, "event_type", kind)
 		dst = g.person(dst, o, i, ms, &rng)
 	case "auction":
-		dst = g.str(dst, o, "event_type", kind)
 		dst = g.auction(dst, o, i, ms, &rng)
 	default:
-		dst = g.str(dst, o, "event_type", kind)
 		dst = g.bid(dst, o, i, ms, &rng)
 	}
 	return append(dst, '}'), ms
@@ -245,8 +244,8 @@ func (g *NexmarkGenerator) str(dst []byte, o int, name, text string) []byte {
 	return append(dst, '"')
 }
 
-// key writes `,"name":` and, for a string, its opening quote.
-func key(dst []byte, name string, str bool) []byte {
+// nexmarkKey writes `,"name":` and, for a string, its opening quote.
+func nexmarkKey(dst []byte, name string, str bool) []byte {
 	dst = append(dst, ',', '"')
 	dst = append(dst, name...)
 	if str {
@@ -256,7 +255,7 @@ func key(dst []byte, name string, str bool) []byte {
 }
 
 func (g *NexmarkGenerator) int(dst []byte, o int, name string, v int64) []byte {
-	dst = key(dst, name, false)
+	dst = nexmarkKey(dst, name, false)
 	start := len(dst)
 	dst = strconv.AppendInt(dst, v, 10)
 	g.spans[g.nspans] = nexmarkSpan{name: name, start: start - o, end: len(dst) - o}
@@ -265,12 +264,12 @@ func (g *NexmarkGenerator) int(dst []byte, o int, name string, v int64) []byte {
 }
 
 func (g *NexmarkGenerator) text(dst []byte, o int, name, v string) []byte {
-	return g.str(key(dst, name, true), o, name, v)
+	return g.str(nexmarkKey(dst, name, true), o, name, v)
 }
 
 // begin opens a string field whose content the caller appends; end closes it.
 func (g *NexmarkGenerator) begin(dst []byte, name string) ([]byte, int) {
-	dst = key(dst, name, true)
+	dst = nexmarkKey(dst, name, true)
 	return dst, len(dst)
 }
 
