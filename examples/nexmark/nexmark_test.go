@@ -407,3 +407,70 @@ func TestQ10PartitionedFiles(t *testing.T) {
 		sameRows(t, "q10 "+f, got[f], want[f])
 	}
 }
+
+// TestQ5RefusesToTruncateTies runs q5 with collect() limited to one
+// auction per count: every window where auctions tie for the most bids
+// must then go to the dead-letter output, never come out short.
+func TestQ5RefusesToTruncateTies(t *testing.T) {
+	const seed, n, rate = 1, 400, 10
+	counts := map[time.Time]map[int64]int64{}
+	for _, b := range bids(t, seed, n, rate) {
+		for s := b.time.Truncate(2 * time.Second); s.After(b.time.Add(-10 * time.Second)); s = s.Add(-2 * time.Second) {
+			if counts[s] == nil {
+				counts[s] = map[int64]int64{}
+			}
+			counts[s][b.Auction]++
+		}
+	}
+	var want []map[string]any
+	tied := 0
+	for s, byAuction := range counts {
+		top := slices.Max(slices.Collect(maps.Values(byAuction)))
+		var at []int64
+		for a, c := range byAuction {
+			if c == top {
+				at = append(at, a)
+			}
+		}
+		if len(at) > 1 {
+			tied++
+			continue
+		}
+		want = append(want, row("auction", at[0], "num", top, "window_start", stamp(s), "window_end", stamp(s.Add(10*time.Second))))
+	}
+	if tied == 0 {
+		t.Fatal("no window has ties; pick other parameters")
+	}
+	text, err := os.ReadFile("q5.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	dead := filepath.Join(dir, "dead.jsonl")
+	yaml := strings.Replace(string(text), "collect(auction, 10000)", "collect(auction, 1)", 1)
+	yaml = strings.Replace(yaml, "    sinks:\n", "    dead_letter: { file: { path: \""+dead+"\" } }\n    sinks:\n", 1)
+	if yaml == string(text) || !strings.Contains(yaml, "collect(auction, 1)") || !strings.Contains(yaml, "dead_letter") {
+		t.Fatal("could not rewrite q5.yaml")
+	}
+	q := filepath.Join(dir, "q5-limited")
+	if err := os.WriteFile(q+".yaml", []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := runQuery(t, q, seed, n, rate)
+	sortRows(got)
+	sortRows(want)
+	sameRows(t, "q5 with collect(auction, 1)", got, want)
+	data, err := os.ReadFile(dead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != tied {
+		t.Fatalf("%d dead letters, want one per window with ties: %d", len(lines), tied)
+	}
+	for _, l := range lines {
+		if !strings.Contains(l, `"reason":"map"`) || !strings.Contains(l, "more than 10000 auctions tie") {
+			t.Fatalf("dead letter %s", l)
+		}
+	}
+}
