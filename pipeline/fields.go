@@ -208,6 +208,30 @@ func (fs *Fields) ParseJSONObject(data []byte) error {
 	return nil
 }
 
+// AppendEncoded appends a field given by its JSON encoding, for sources
+// that write their records' JSON themselves and so need no parser (the
+// nexmark generator): raw is a number's text when str is false, or a
+// string's content without the quotes when str is true. Nothing is checked:
+// the caller guarantees that raw is a valid JSON number or string content
+// with no character that needs escaping, and that name is not in fs yet.
+// raw must stay unchanged for as long as fs is used (it is normally part of
+// the record's Value). The value is decoded on first read, as a parsed
+// field's is.
+func (fs *Fields) AppendEncoded(name string, raw []byte, str bool) {
+	k := rawNumber
+	if str {
+		k = rawString
+		if raw == nil {
+			raw = emptyRaw // an empty string, not "no encoding"
+		}
+	}
+	fs.f = append(fs.f, field{name: name, raw: raw, kind: k})
+}
+
+// emptyRaw is the encoding of an empty string: empty, but not nil (a nil
+// raw means the field has no encoding).
+var emptyRaw = []byte{}
+
 // within reports whether b is a subslice of data.
 func within(data, b []byte) bool {
 	if len(b) == 0 || len(data) == 0 {
