@@ -128,11 +128,11 @@ func (fs *Fields) scanObject(data []byte) error {
 		}
 		if bit := nameBit(f.name); seen&bit == 0 {
 			seen |= bit
-			fs.f = append(fs.f, f)
+			fs.push(&f)
 		} else if j := fs.index(f.name); j >= 0 {
 			fs.f[j] = f
 		} else {
-			fs.f = append(fs.f, f)
+			fs.push(&f)
 		}
 		i = skipSpace(data, i)
 		if i >= len(data) {
@@ -335,4 +335,19 @@ func (s *jsonScanner) container(i, depth int) (int, bool) {
 			return 0, false
 		}
 	}
+}
+
+// push appends f, writing it word by word into room the slice already has:
+// a whole-struct copy of a type with pointers into the heap takes the
+// runtime's bulk write-barrier path while the collector runs, which was a
+// tenth of the p1 pipeline's time.
+func (fs *Fields) push(f *field) {
+	n := len(fs.f)
+	if n == cap(fs.f) {
+		fs.f = append(fs.f, *f)
+		return
+	}
+	fs.f = fs.f[:n+1]
+	d := &fs.f[n]
+	d.name, d.val, d.raw, d.kind, d.decoded = f.name, nil, f.raw, f.kind, false
 }
