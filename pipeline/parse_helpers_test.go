@@ -76,7 +76,10 @@ func TestFieldsMerge(t *testing.T) {
 
 var parseHelpersLine = []byte(`{"ts":"2026-11-24T22:33:58.123Z","level":"error","service":"checkout","msg":"payment declined","status":502,"latency_ms":123.4,"user":{"id":42}}`)
 
-// BenchmarkParseJSONObject compares the lazy parsers on a 147-byte line.
+// BenchmarkParseJSONObject compares the lazy parsers on a 147-byte line
+// (both names run the one-pass scanner now). Medians of 3 alternating
+// runs on the shared machine: 1259 ns/op with gjson + jsonparser, 365
+// ns/op with jsonScanner.
 func BenchmarkParseJSONObject(b *testing.B) {
 	b.Run("lenient", func(b *testing.B) {
 		var fs Fields
