@@ -43,6 +43,9 @@ type Expr struct {
 	zone  string
 	env   map[string]any
 	vm    vm.VM
+	// shortcut evaluates the expression in Go when it has one of the
+	// common shapes (see exprShortcut); nil otherwise.
+	shortcut exprShortcut
 }
 
 // CompileExpr compiles src; pos locates it in the configuration for errors.
@@ -94,6 +97,10 @@ func (e *Expr) compile() error {
 		e.zone = "UTC"
 	}
 	e.env = make(map[string]any, len(e.vars))
+	e.shortcut = nil
+	if !e.allFields && !e.zoned {
+		e.shortcut = compileShortcut(p.Node())
+	}
 	return nil
 }
 
@@ -512,12 +519,17 @@ func (e *Expr) Vars() []string { return e.vars }
 
 // Clone returns an independent evaluator of the same program.
 func (e *Expr) Clone() *Expr {
-	return &Expr{Source: e.Source, Pos: e.Pos, program: e.program, vars: e.vars, allFields: e.allFields, zoned: e.zoned, zone: e.zone, env: make(map[string]any, len(e.vars))}
+	return &Expr{Source: e.Source, Pos: e.Pos, program: e.program, vars: e.vars, allFields: e.allFields, zoned: e.zoned, zone: e.zone, env: make(map[string]any, len(e.vars)), shortcut: e.shortcut}
 }
 
 // Eval evaluates the expression against r's fields.
 func (e *Expr) Eval(r *Record) (any, error) {
 	fs := r.Fields()
+	if e.shortcut != nil {
+		if v, ok := e.shortcut(fs); ok && (len(e.vars) == 1 || finiteFields(fs, e.vars)) {
+			return v, nil
+		}
+	}
 	if e.allFields {
 		clear(e.env)
 		for i := range fs.Len() {

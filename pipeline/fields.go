@@ -6,7 +6,6 @@ import (
 	"unsafe"
 
 	"github.com/buger/jsonparser"
-	"github.com/tidwall/gjson"
 )
 
 // rawKind says how a field's raw JSON bytes are to be decoded.
@@ -164,44 +163,16 @@ func (fs *Fields) Map() map[string]any {
 // stay unchanged for as long as fs is used (it is normally the record's
 // Value).
 //
-// Two well-kept libraries do the work: gjson validates in one pass without
-// allocating, then jsonparser splits the top level into raw key and value
-// slices. Nothing is decoded here.
+// One pass (jsonScanner) validates the document and splits the top level
+// into raw key and value slices; it allocates nothing but the field slice
+// of a set that has none. Nothing is decoded here.
 func (fs *Fields) ParseJSONObject(data []byte) error {
 	fs.Reset()
-	if !gjson.ValidBytes(data) {
-		return errBadJSON
-	}
-	if i := skipSpace(data, 0); i >= len(data) || data[i] != '{' {
-		return errNotObject
-	}
 	if cap(fs.f) == 0 {
 		fs.f = make([]field, 0, 8)
 	}
-	var seen uint64 // a one-word Bloom filter of the names so far
-	err := jsonparser.ObjectEach(data, func(key, value []byte, t jsonparser.ValueType, _ int) error {
-		if t == jsonparser.NotExist || t == jsonparser.Unknown {
-			return errBadJSON
-		}
-		// A key with escapes comes back unescaped in jsonparser's own
-		// scratch buffer: copy it; otherwise alias data.
-		var name string
-		if within(data, key) {
-			name = bytesToString(key)
-		} else {
-			name = string(key)
-		}
-		f := field{name: name, raw: value, kind: kindOf(t, value)}
-		if bit := nameBit(name); seen&bit == 0 {
-			seen |= bit
-		} else if j := fs.index(name); j >= 0 {
-			fs.f[j] = f
-			return nil
-		}
-		fs.f = append(fs.f, f)
-		return nil
-	})
-	if err != nil {
+	if err := fs.scanObject(data); err != nil {
+		clear(fs.f)
 		fs.Reset()
 		return err
 	}
@@ -231,16 +202,6 @@ func (fs *Fields) AppendEncoded(name string, raw []byte, str bool) {
 // emptyRaw is the encoding of an empty string: empty, but not nil (a nil
 // raw means the field has no encoding).
 var emptyRaw = []byte{}
-
-// within reports whether b is a subslice of data.
-func within(data, b []byte) bool {
-	if len(b) == 0 || len(data) == 0 {
-		return len(b) == 0
-	}
-	start := uintptr(unsafe.Pointer(&data[0]))
-	p := uintptr(unsafe.Pointer(&b[0]))
-	return p >= start && p+uintptr(len(b)) <= start+uintptr(len(data))
-}
 
 // nameBit hashes a field name to one of 64 bits.
 func nameBit(name string) uint64 {
