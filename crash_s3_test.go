@@ -16,7 +16,8 @@ import (
 
 // crashS3Config writes every record as JSON lines (objects rolled at 12
 // MiB in parts of 5 MiB, kept open across checkpoints by min_file_bytes)
-// and as Parquet partitioned by service, both to a fake S3 that
+// and as Parquet partitioned by service (each checkpoint's small parts
+// held in staging and merged into objects of at least 200 KiB), both to a fake S3 that
 // runs in the test process (ENDPOINT); each run has its key prefix under
 // runs/<its directory>.
 const crashS3Config = `data_dir: %[1]s/data
@@ -49,6 +50,7 @@ pipelines:
           secret_access_key_file: SECRET
           schema: { ts: "timestamp(ms)", i: int64, level: string, service: string, latency_ms: float64, status: int64 }
           partition_by: "service={{ service }}"
+          min_file_bytes: 200KiB
           max_attempts: 20
     dead_letter:
       file: { path: "%[1]s/out/dead.jsonl" }

@@ -50,6 +50,10 @@ type tokenFile struct {
 	Rows   int64  `json:"rows"`
 	// Object is set when the sink writes to a bucket (columnar_remote.go).
 	Object *objectEntry `json:"object,omitempty"`
+	// Held marks a small finished part that a sink writing to a bucket
+	// keeps in staging, to merge with the next ones of its partition
+	// (columnar_remote.go); Final is then <partition>/<staged name>.
+	Held bool `json:"held,omitempty"`
 }
 
 const tokenVersion = 1

@@ -57,6 +57,11 @@ type partRemote interface {
 	// discard forgets p's upload state without touching the bucket (an
 	// upload left behind is aborted by the next Recover).
 	discard(p *part)
+	// drop forgets p's upload state and aborts its upload, if it started
+	// one (a part held for a merge, see holdable).
+	drop(ctx context.Context, p *part) error
+	// exists reports whether an object is under key (as p.final).
+	exists(ctx context.Context, key string) (bool, error)
 	close()
 }
 
@@ -135,26 +140,226 @@ func (s *ColumnarSink) checkpointOpen(p *part) (tokenFile, error) {
 	return tokenFile{Staged: filepath.Base(p.path), Final: p.final, Bytes: p.file.n, CRC32C: p.file.crc, Rows: p.rows, Object: obj}, nil
 }
 
-// preCommitRemote finishes or keeps open every open part, and returns the
-// entries of the parts that stay open.
-func (s *ColumnarSink) preCommitRemote() ([]tokenFile, error) {
+// holdable says whether an open part that cannot stay open (Parquet) is
+// held at the checkpoint being pre-committed instead of uploaded: finished
+// in staging, to be merged with the partition's next parts into one object
+// once they reach min_file_bytes together, or max_file_age after the
+// first of them was opened.
+func (s *ColumnarSink) holdable(p *part) bool {
+	if s.remote == nil || s.minFileBytes <= 0 {
+		return false
+	}
+	if _, ok := s.format.(mergingFormat); !ok {
+		return false
+	}
+	held := s.held[p.key]
+	total := p.file.n
+	opened := p.opened
+	for _, f := range held {
+		total += f.Bytes
+	}
+	if len(held) > 0 {
+		opened = time.UnixMilli(held[0].Object.Opened)
+	}
+	if s.opts.MaxFileAge > 0 && s.now().Sub(opened) >= s.opts.MaxFileAge {
+		return len(held) > 0 // merged right away with the others
+	}
+	return total < s.minFileBytes || len(held) > 0
+}
+
+// hold finishes p in staging as a held part: not uploaded (its upload, if
+// it had started one, is aborted) and not numbered (the number it took is
+// given back; it is the partition's last).
+func (s *ColumnarSink) hold(ctx context.Context, p *part) error {
+	delete(s.parts, p.key)
+	if err := p.enc.close(); err != nil {
+		p.file.abandon()
+		return fmt.Errorf("%s: finish %s: %w", s.name, p.path, err)
+	}
+	if err := p.file.finish(); err != nil {
+		return fmt.Errorf("%s: finish %s: %w", s.name, p.path, err)
+	}
+	if err := s.remote.drop(ctx, p); err != nil {
+		return err
+	}
+	s.objSeqs[p.key]--
+	if p.rows == 0 {
+		return os.Remove(p.path)
+	}
+	staged := filepath.Base(p.path)
+	s.held[p.key] = append(s.held[p.key], tokenFile{Staged: staged, Final: path.Join(p.key, staged), Bytes: p.file.n, CRC32C: p.file.crc,
+		Rows: p.rows, Held: true, Object: &objectEntry{Opened: p.opened.UnixMilli()}})
+	return nil
+}
+
+// mergedAway are held parts merged into an object of checkpoint ckpt:
+// their staging files go once that checkpoint is committed.
+type mergedAway struct {
+	ckpt   uint64
+	staged []string
+}
+
+// mergeHeld merges the held parts of each partition that reached
+// min_file_bytes (or max_file_age; every partition when all is set) into
+// one new part, uploaded and waiting in s.rolled like a rolled part.
+func (s *ColumnarSink) mergeHeld(checkpoint uint64, all bool) error {
+	mf, _ := s.format.(mergingFormat)
+	for _, key := range slices.Sorted(maps.Keys(s.held)) {
+		files := s.held[key]
+		var total, rows int64
+		srcs := make([]string, len(files))
+		staged := make([]string, len(files))
+		for i, f := range files {
+			total += f.Bytes
+			rows += f.Rows
+			srcs[i] = filepath.Join(s.staging, f.Staged)
+			staged[i] = f.Staged
+		}
+		opened := time.UnixMilli(files[0].Object.Opened)
+		aged := s.opts.MaxFileAge > 0 && s.now().Sub(opened) >= s.opts.MaxFileAge
+		if !all && !aged && total < s.minFileBytes {
+			continue
+		}
+		s.fileSeq++
+		s.clock++
+		p := &part{key: key, opened: opened, lastUse: s.clock, rows: rows}
+		p.path = filepath.Join(s.staging, fmt.Sprintf("%s-%06d.%s", s.runID, s.fileSeq, s.format.ext()))
+		seq := s.objSeqs[key] + 1
+		s.objSeqs[key] = seq
+		p.final = path.Join(key, fmt.Sprintf("%s-%06d%s", s.stem, seq, s.keySuffix()))
+		fh, err := os.OpenFile(p.path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+		if err != nil {
+			return fmt.Errorf("%s: open part: %w", s.name, err)
+		}
+		p.file = newPartFile(fh)
+		if err := s.remote.opened(p); err != nil {
+			p.file.abandon()
+			return err
+		}
+		if err := mf.merge(p.file, s.Schema(), srcs); err != nil {
+			p.file.abandon()
+			s.remote.discard(p)
+			return fmt.Errorf("%s: merge the held parts of %s: %w", s.name, p.final, err)
+		}
+		if err := p.file.finish(); err != nil {
+			s.remote.discard(p)
+			return fmt.Errorf("%s: finish %s: %w", s.name, p.path, err)
+		}
+		if err := s.remote.wrote(p); err != nil {
+			s.remote.discard(p)
+			return err
+		}
+		obj, err := s.remote.finish(p)
+		if err != nil {
+			return err
+		}
+		s.rolled = append(s.rolled, rolledPart{key: key, file: tokenFile{Staged: filepath.Base(p.path), Final: p.final,
+			Bytes: p.file.n, CRC32C: p.file.crc, Rows: rows, Object: obj}})
+		s.mergedAway = append(s.mergedAway, mergedAway{ckpt: checkpoint, staged: staged})
+		delete(s.held, key)
+	}
+	return nil
+}
+
+// dropMerged removes the staging files of held parts whose merged object
+// is committed.
+func (s *ColumnarSink) dropMerged(committed uint64) error {
+	keep := s.mergedAway[:0]
+	for _, m := range s.mergedAway {
+		if m.ckpt > committed {
+			keep = append(keep, m)
+			continue
+		}
+		for _, f := range m.staged {
+			if err := os.Remove(filepath.Join(s.staging, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	s.mergedAway = keep
+	return nil
+}
+
+// heldFiles returns every held part, by partition and in order.
+func (s *ColumnarSink) heldFiles() []tokenFile {
+	var out []tokenFile
+	for _, k := range slices.Sorted(maps.Keys(s.held)) {
+		out = append(out, s.held[k]...)
+	}
+	return out
+}
+
+// restoreHeld takes back the held parts of a token. The staging files of
+// a partition are gone only when a clean stop merged and published them
+// after this checkpoint: the object that follows the token's last number
+// is then there.
+func (s *ColumnarSink) restoreHeld(ctx context.Context, files []tokenFile) error {
+	byKey := map[string][]tokenFile{}
+	for _, f := range files {
+		if f.Held {
+			byKey[partitionOf(f.Final)] = append(byKey[partitionOf(f.Final)], f)
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(byKey)) {
+		held := byKey[key]
+		missing := 0
+		for _, f := range held {
+			fi, err := os.Stat(filepath.Join(s.staging, f.Staged))
+			switch {
+			case errors.Is(err, os.ErrNotExist):
+				missing++
+			case err != nil:
+				return err
+			case fi.Size() != f.Bytes:
+				return fmt.Errorf("held part %s has %d bytes, the checkpoint says %d", f.Staged, fi.Size(), f.Bytes)
+			}
+		}
+		if missing == 0 {
+			s.held[key] = held
+			continue
+		}
+		next := path.Join(key, fmt.Sprintf("%s-%06d%s", s.stem, s.objSeqs[key]+1, s.keySuffix()))
+		there, err := s.remote.exists(ctx, next)
+		if err != nil {
+			return err
+		}
+		if missing != len(held) || !there {
+			return fmt.Errorf("%d of the %d held parts of partition %q are gone from staging, and object %s, which a clean stop would have merged them into, is not there: their rows are lost", missing, len(held), key, next)
+		}
+		s.objSeqs[key]++
+	}
+	return nil
+}
+
+// preCommitRemote finishes, holds or keeps open every open part, merges
+// the held parts that are due, and returns the entries of the parts that
+// stay open and of the held ones.
+func (s *ColumnarSink) preCommitRemote(ctx context.Context, checkpoint uint64) ([]tokenFile, error) {
 	var open []tokenFile
 	for _, k := range slices.Sorted(maps.Keys(s.parts)) {
 		p := s.parts[k]
-		if !s.keepOpen(p) {
+		switch {
+		case s.keepOpen(p):
+			f, err := s.checkpointOpen(p)
+			if err != nil {
+				return nil, err
+			}
+			open = append(open, f)
+		case s.holdable(p):
+			if err := s.hold(ctx, p); err != nil {
+				return nil, err
+			}
+		default:
 			if err := s.roll(p); err != nil {
 				return nil, err
 			}
-			continue
 		}
-		f, err := s.checkpointOpen(p)
-		if err != nil {
-			return nil, err
-		}
-		open = append(open, f)
+	}
+	if err := s.mergeHeld(checkpoint, false); err != nil {
+		return nil, err
 	}
 	s.dirty = false
-	return open, nil
+	return append(open, s.heldFiles()...), nil
 }
 
 // resumeParts takes back the parts a token left open: each one's staging
@@ -265,6 +470,9 @@ func (s *ColumnarSink) finishOpenRemote(ctx context.Context) error {
 func (s *ColumnarSink) publishRemote(ctx context.Context, files []tokenFile) error {
 	var done []tokenFile
 	for _, f := range files {
+		if f.Held {
+			continue
+		}
 		if f.Object == nil {
 			return fmt.Errorf("part %s has no object in the token", f.Final)
 		}
@@ -361,8 +569,8 @@ func (s *ColumnarSink) rollRemote(p *part) error {
 // preCommitToRemote is PreCommit for a sink that writes to a bucket: the
 // token lists the finished parts not yet committed, every part that stays
 // open, and the part numbers.
-func (s *ColumnarSink) preCommitToRemote(checkpoint uint64) ([]byte, error) {
-	open, err := s.preCommitRemote()
+func (s *ColumnarSink) preCommitToRemote(ctx context.Context, checkpoint uint64) ([]byte, error) {
+	open, err := s.preCommitRemote(ctx, checkpoint)
 	if err != nil {
 		return nil, s.fail(err)
 	}
@@ -417,6 +625,9 @@ func (s *ColumnarSink) recoverRemote(ctx context.Context, token []byte) error {
 		if err := s.resumeParts(ctx, tok.Files); err != nil {
 			return fmt.Errorf("%s: recover checkpoint %d: %w", s.name, tok.Checkpoint, err)
 		}
+		if err := s.restoreHeld(ctx, tok.Files); err != nil {
+			return fmt.Errorf("%s: recover checkpoint %d: %w", s.name, tok.Checkpoint, err)
+		}
 		s.lastCkpt, s.committedCkpt = tok.Checkpoint, tok.Checkpoint
 	}
 	for _, p := range s.parts {
@@ -434,6 +645,9 @@ func (s *ColumnarSink) recoverRemote(ctx context.Context, token []byte) error {
 	live := map[string]bool{}
 	for _, p := range s.parts {
 		live[filepath.Base(p.path)] = true
+	}
+	for _, f := range s.heldFiles() {
+		live[f.Staged] = true
 	}
 	for _, e := range entries {
 		if e.IsDir() || live[e.Name()] {
@@ -463,7 +677,19 @@ func (s *ColumnarSink) closeRemote(ctx context.Context) error {
 		if err := s.finishOpenRemote(ctx); err != nil {
 			return err
 		}
-		return nil
+		// Held parts too: merged into one object per partition.
+		if err := s.mergeHeld(s.lastCkpt, true); err != nil {
+			return err
+		}
+		var merged []tokenFile
+		for _, rp := range s.rolled {
+			merged = append(merged, rp.file)
+		}
+		s.rolled = nil
+		if err := s.publishRemote(ctx, merged); err != nil {
+			return err
+		}
+		return s.dropMerged(s.lastCkpt)
 	}
 	for _, p := range s.parts {
 		p.file.abandon()

@@ -247,11 +247,13 @@ type ColumnarSink struct {
 	// A sink that writes to a bucket (columnar_remote.go): parts are staged
 	// locally whatever the guarantee, and the store takes them from there.
 	remote        partRemote
-	minFileBytes  int64          // parts smaller than this stay open across checkpoints, when they can
-	objSeqs       map[string]int // next part number per partition; in every token
-	dirty         bool           // written since the last PreCommit
-	committedCkpt uint64         // last checkpoint committed
-	schemaless    bool           // the format needs no schema and none was declared
+	minFileBytes  int64                  // parts smaller than this stay open across checkpoints, when they can
+	objSeqs       map[string]int         // next part number per partition; in every token
+	dirty         bool                   // written since the last PreCommit
+	committedCkpt uint64                 // last checkpoint committed
+	schemaless    bool                   // the format needs no schema and none was declared
+	held          map[string][]tokenFile // small finished parts waiting to be merged, by partition
+	mergedAway    []mergedAway           // held parts merged into an object not yet committed
 }
 
 type recordGroup struct {
@@ -285,6 +287,7 @@ func newColumnarSinkTo(b pipeline.Build, o ColumnarOptions, f columnarFormat, re
 		seqs:        map[string]int{},
 		remote:      remote,
 		objSeqs:     map[string]int{},
+		held:        map[string][]tokenFile{},
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -669,7 +672,7 @@ func (s *ColumnarSink) PreCommit(ctx context.Context, checkpoint uint64) ([]byte
 		return nil, fmt.Errorf("%s: pre-commit of checkpoint %d after checkpoint %d: checkpoint ids must not decrease", s.name, checkpoint, s.lastCkpt)
 	}
 	if s.remote != nil {
-		return s.preCommitToRemote(checkpoint)
+		return s.preCommitToRemote(ctx, checkpoint)
 	}
 	if err := s.rollAll(); err != nil {
 		return nil, s.fail(err)
@@ -747,7 +750,10 @@ func (s *ColumnarSink) Commit(ctx context.Context, token []byte) error {
 
 func (s *ColumnarSink) commit(ctx context.Context, tok *columnarToken) error {
 	if s.remote != nil {
-		return s.publishRemote(ctx, tok.Files)
+		if err := s.publishRemote(ctx, tok.Files); err != nil {
+			return err
+		}
+		return s.dropMerged(tok.Checkpoint)
 	}
 	return s.publish(ctx, s.staging, tok.Files)
 }

@@ -32,7 +32,7 @@ func init() {
 //     partition_by: "dt={{ date(ts) }}"
 //     max_file_bytes: 256MiB     # roll an object at this size
 //     max_file_age: 10m          # ... or this long after it was opened
-//     min_file_bytes: 64MiB      # json: keep a smaller object open across checkpoints
+//     min_file_bytes: 64MiB      # objects smaller than this wait for more rows (see below)
 //     endpoint: https://minio.internal:9000   # default: AWS
 //     region: eu-west-1
 //     path_style: true           # bucket in the path, not the host name (most S3-compatible stores)
@@ -75,19 +75,29 @@ func init() {
 // # min_file_bytes
 //
 // A checkpoint finishes every object that has rows, unless min_file_bytes
-// lets it stay open: a JSON lines object smaller than min_file_bytes and
-// younger than max_file_age stays open across the checkpoint. The bytes
-// the checkpoint holds are then in the uploaded parts plus the local
-// staging file (fsynced), and the token names both; after a crash the
-// staging file is cut back to that length and the object is written on,
-// so the objects are the same as an uninterrupted run's. Its rows become
-// visible when the object is finished: with min_file_bytes (or later, by
-// max_file_age) rather than at the next checkpoint. A clean stop finishes
-// every open object. A Parquet object cannot stay open, because a Parquet
-// file is readable only with its footer, which is written when the file is
-// finished: under exactly_once every Parquet object ends at the next
-// checkpoint, and its size is bounded by what one checkpoint interval
-// brings to its partition (raise checkpoint_interval for larger ones).
+// says it is too small, and then it depends on the format:
+//
+//   - A JSON lines object smaller than min_file_bytes (and younger than
+//     max_file_age) stays open across the checkpoint. The bytes the
+//     checkpoint holds are in the uploaded parts plus the local staging
+//     file (fsynced), and the token names both; after a crash the staging
+//     file is cut back to that length and the object is written on, so
+//     the objects are byte for byte an uninterrupted run's.
+//   - A Parquet object cannot stay open: a Parquet file is readable only
+//     with its footer, written when the file is finished. So the small
+//     part is finished in the staging directory and held there (not
+//     uploaded, not numbered; the token lists it), and the held parts of a
+//     partition are merged into one object, their row groups copied as
+//     they are, once together they reach min_file_bytes (or max_file_age
+//     after the first of them was opened). A crash takes the held parts
+//     back from the checkpoint.
+//
+// Either way the rows of a checkpoint are durable when it completes (in
+// the bucket's invisible parts and in data_dir) and visible once their
+// object is finished, not at the next checkpoint. A clean stop (the last
+// checkpoint committed, nothing written since) finishes every open object
+// and merges every held part, so a finite run ends with everything
+// visible.
 //
 // Outside exactly_once every open object is finished and completed at each
 // checkpoint's flush, and min_file_bytes does not apply.
@@ -116,9 +126,10 @@ type S3Config struct {
 	SessionTokenFile    string
 	// TLS configures HTTPS to the endpoint.
 	TLS *pipeline.TLSOptions
-	// MinFileBytes keeps a JSON lines object smaller than this open across
-	// checkpoints under exactly_once (see above). 0, the default: every
-	// checkpoint finishes every object.
+	// MinFileBytes is the size below which a checkpoint does not finish an
+	// object under exactly_once: a JSON lines object stays open, a Parquet
+	// part is held in staging to be merged (see above). 0, the default:
+	// every checkpoint finishes every object.
 	MinFileBytes int64
 	// PartSize is the size of the parts uploaded while an object grows,
 	// 5 MiB to 5 GiB; default 8 MiB. The last part may be smaller.
@@ -234,7 +245,7 @@ func (c *S3Config) JSONSchema() map[string]any {
 	extra["secret_access_key_file"] = str("file holding the secret access key")
 	extra["session_token_file"] = str("file holding a session token")
 	extra["tls"] = map[string]any{"type": "object", "description": "ca_file, cert_file, key_file, server_name, insecure_skip_verify"}
-	extra["min_file_bytes"] = sizeSchema("json: keep a smaller object open across checkpoints", "0")
+	extra["min_file_bytes"] = sizeSchema("exactly_once: a smaller object is kept open (json) or held and merged (parquet) across checkpoints", "0")
 	extra["part_size"] = sizeSchema("multipart part size, 5MiB to 5GiB", "8MiB")
 	extra["upload_concurrency"] = orEnv(map[string]any{"type": "integer", "minimum": 1, "maximum": 64, "default": 4})
 	extra["max_attempts"] = orEnv(map[string]any{"type": "integer", "minimum": 1, "maximum": 1000, "default": 10})

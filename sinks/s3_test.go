@@ -450,3 +450,97 @@ func TestS3JSONSchemaChecked(t *testing.T) {
 		t.Fatalf("without a schema, Check = %v and the schema is %v", err, schemaless.Schema())
 	}
 }
+
+// Under min_file_bytes a Parquet part, which cannot stay open, is held in
+// staging at each checkpoint; the held parts of a partition become one
+// object (their row groups merged) once they reach min_file_bytes
+// together. A restart from a checkpoint takes the held parts back; a
+// clean stop merges and publishes what is held, and a restart after it
+// adds nothing.
+func TestS3ParquetMinFileBytesMergesHeldParts(t *testing.T) {
+	st := newS3Test(t)
+	c := st.config("parquet", func(c *S3Config) {
+		c.Parquet.Schema = mustSchema(t, "struct<i: int64, service: string, msg: string>")
+		c.Parquet.Compression = "none"
+		c.Parquet.Dictionary = false // ~110 bytes a row
+		c.MinFileBytes = 300 << 10
+	})
+	s := st.sink(t, c, pipeline.ExactlyOnce)
+	if err := s.Recover(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	ckpt := uint64(0)
+	var tok []byte
+	step := func(s *ColumnarSink, from, to int) {
+		t.Helper()
+		mustWrite(t, s, logRecs(from, to, 100)...)
+		ckpt++
+		tok = mustPreCommit(t, s, ckpt)
+		mustCommit(t, s, tok)
+	}
+	step(s, 0, 1000) // ~110 KB
+	step(s, 1000, 2000)
+	if objs := st.objects(t); len(objs) != 0 {
+		t.Fatalf("visible under min_file_bytes: %v", s3fake.Keys(objs))
+	}
+	if ups := st.srv.Uploads(t, st.bucket); len(ups) != 0 {
+		t.Fatalf("held parts are uploading: %v", ups)
+	}
+	// A crash, and a restart from the last checkpoint: the held parts are
+	// taken back, and what came after is replayed.
+	mustWrite(t, s, logRecs(2000, 2500, 100)...)
+	s.remote.close()
+	s = st.sink(t, c, pipeline.ExactlyOnce)
+	if err := s.Recover(context.Background(), tok); err != nil {
+		t.Fatalf("Recover with held parts: %v", err)
+	}
+	step(s, 2000, 3000) // past 300 KiB: merged
+	objs := st.objects(t)
+	key := "events/part-000001-" + s.sinkID + ".parquet"
+	if keys := s3fake.Keys(objs); !slices.Equal(keys, []string{key}) {
+		t.Fatalf("objects %v, want only %s", keys, key)
+	}
+	ids := parquetIDs(t, objs[key])
+	if len(ids) != 3000 || !slices.IsSorted(ids) || ids[0] != 0 || ids[2999] != 2999 {
+		t.Fatalf("the merged object holds %d rows, want 0..2999 in order", len(ids))
+	}
+	step(s, 3000, 3100) // held again
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	objs = st.objects(t)
+	key2 := "events/part-000002-" + s.sinkID + ".parquet"
+	if ids := parquetIDs(t, objs[key2]); len(ids) != 100 || ids[0] != 3000 {
+		t.Fatalf("after a clean stop %s holds %d rows, want 3000..3099 (objects %v)", key2, len(ids), s3fake.Keys(objs))
+	}
+	s = st.sink(t, c, pipeline.ExactlyOnce)
+	if err := s.Recover(context.Background(), tok); err != nil {
+		t.Fatalf("Recover after a clean stop: %v", err)
+	}
+	step(s, 5000, 5010)
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	objs = st.objects(t)
+	if keys := s3fake.Keys(objs); len(keys) != 3 || keys[2] != "events/part-000003-"+s.sinkID+".parquet" {
+		t.Fatalf("after a restart: objects %v, want a third", keys)
+	}
+	if entries, _ := os.ReadDir(s.staging); len(entries) != 0 {
+		t.Fatalf("%d staging files left", len(entries))
+	}
+}
+
+func parquetIDs(t *testing.T, b []byte) []int64 {
+	t.Helper()
+	if b == nil {
+		return nil
+	}
+	f := filepath.Join(t.TempDir(), "o.parquet")
+	os.WriteFile(f, b, 0o644)
+	_, rows := readParquet(t, f)
+	var ids []int64
+	for _, r := range rows {
+		ids = append(ids, r["i"].(int64))
+	}
+	return ids
+}

@@ -219,6 +219,35 @@ func (r *s3Parts) discard(p *part) {
 	}
 }
 
+func (r *s3Parts) drop(ctx context.Context, p *part) error {
+	u := p.obj
+	if u == nil {
+		return nil
+	}
+	r.discard(p)
+	if u.id == "" {
+		return nil
+	}
+	_, err := r.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &r.bucket, Key: &u.key, UploadId: &u.id})
+	if err != nil && !isNoSuchUpload(err) {
+		return fmt.Errorf("s3: abort the upload of %s: %w", u.key, err)
+	}
+	return nil
+}
+
+// exists reports whether an object is under key (relative to the prefix).
+func (r *s3Parts) exists(ctx context.Context, key string) (bool, error) {
+	full := r.prefix + key
+	_, err := r.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &r.bucket, Key: &full})
+	if isNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("s3: look up %s: %w", full, err)
+	}
+	return true, nil
+}
+
 func (r *s3Parts) close() { r.cancel() }
 
 // resume takes an open part back from its entry: the uploaded parts stay,
