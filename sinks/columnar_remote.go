@@ -691,6 +691,7 @@ func (s *ColumnarSink) closeRemote(ctx context.Context) error {
 		}
 		return s.dropMerged(s.lastCkpt)
 	}
+	s.remote.close() // stop the uploads in flight first: nobody waits for them
 	for _, p := range s.parts {
 		p.file.abandon()
 		s.remote.discard(p)

@@ -346,5 +346,13 @@ func (c *S3Config) NewSink(b pipeline.Build) (pipeline.Sink, error) {
 		return nil, err
 	}
 	s.minFileBytes = c.MinFileBytes
+	if b.Guarantee != pipeline.ExactlyOnce && b.Guarantee != "" {
+		// The runtime recovers only exactly_once sinks: clear what a
+		// crashed run left (staging files, uploads) here.
+		if err := s.Recover(context.Background(), nil); err != nil {
+			s.Close(context.Background())
+			return nil, err
+		}
+	}
 	return s, nil
 }
