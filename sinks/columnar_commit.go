@@ -37,6 +37,9 @@ type columnarToken struct {
 	// Tasks are the manifest entries of a sink that keeps tasks (see
 	// columnar_tasks.go); their files are in the entries, not in Files.
 	Tasks []columnarTaskEntry `json:"tasks,omitempty"`
+	// Seqs is the next part number per partition of a sink that writes to
+	// a bucket, whose object keys are numbered that way.
+	Seqs map[string]int `json:"seqs,omitempty"`
 }
 
 type tokenFile struct {
@@ -45,6 +48,12 @@ type tokenFile struct {
 	Bytes  int64  `json:"bytes"`
 	CRC32C uint32 `json:"crc32c"`
 	Rows   int64  `json:"rows"`
+	// Object is set when the sink writes to a bucket (columnar_remote.go).
+	Object *objectEntry `json:"object,omitempty"`
+	// Held marks a small finished part that a sink writing to a bucket
+	// keeps in staging, to merge with the next ones of its partition
+	// (columnar_remote.go); Final is then <partition>/<staged name>.
+	Held bool `json:"held,omitempty"`
 }
 
 const tokenVersion = 1

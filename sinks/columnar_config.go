@@ -76,7 +76,8 @@ type ColumnarOptions struct {
 	// same rule.
 	UnknownFields string
 
-	pos pipeline.Pos // where the configuration is, when it came from YAML
+	pos          pipeline.Pos // where the configuration is, when it came from YAML
+	optionalPath bool         // path may be empty (s3: the key prefix)
 }
 
 func defaultColumnarOptions() ColumnarOptions {
@@ -94,6 +95,7 @@ func defaultColumnarOptions() ColumnarOptions {
 func (o *ColumnarOptions) validate(allowStdout bool) error {
 	var errs []error
 	switch {
+	case o.Path == "" && o.optionalPath:
 	case o.Path == "":
 		errs = append(errs, errors.New("path is required"))
 	case o.Path == "-" && !allowStdout:
@@ -190,7 +192,7 @@ func decodeColumnar(n ast.Node, sink string, o *ColumnarOptions, extraKeys strin
 			return &pipeline.ConfigError{Pos: opt.pos, Msg: fmt.Sprintf("%s: %s: %v", sink, opt.key, err)}
 		}
 	}
-	if o.Path == "" {
+	if o.Path == "" && !o.optionalPath {
 		return &pipeline.ConfigError{Pos: o.pos, Msg: sink + ": path is required (an output directory such as out/lake)"}
 	}
 	return nil

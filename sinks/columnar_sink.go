@@ -108,6 +108,7 @@ type part struct {
 	opened  time.Time
 	lastUse uint64 // LRU clock value of the last write
 	rows    int64
+	obj     *objectUpload // the upload of a sink that writes to a bucket
 }
 
 // rolledPart is a closed, fsynced staged part awaiting a checkpoint name.
@@ -242,6 +243,17 @@ type ColumnarSink struct {
 	failed   error // a write error that left a part unusable
 
 	tasks *columnarTasks // set when the sink keeps the pipeline's tasks
+
+	// A sink that writes to a bucket (columnar_remote.go): parts are staged
+	// locally whatever the guarantee, and the store takes them from there.
+	remote        partRemote
+	minFileBytes  int64                  // parts smaller than this stay open across checkpoints, when they can
+	objSeqs       map[string]int         // next part number per partition; in every token
+	dirty         bool                   // written since the last PreCommit
+	committedCkpt uint64                 // last checkpoint committed
+	schemaless    bool                   // the format needs no schema and none was declared
+	held          map[string][]tokenFile // small finished parts waiting to be merged, by partition
+	mergedAway    []mergedAway           // held parts merged into an object not yet committed
 }
 
 type recordGroup struct {
@@ -251,7 +263,16 @@ type recordGroup struct {
 
 // newColumnarSink builds a ColumnarSink writing files of format f.
 func newColumnarSink(b pipeline.Build, o ColumnarOptions, f columnarFormat) (*ColumnarSink, error) {
+	return newColumnarSinkTo(b, o, f, nil)
+}
+
+// newColumnarSinkTo builds a ColumnarSink writing parts of format f to
+// remote, or to files under o.Path when remote is nil.
+func newColumnarSinkTo(b pipeline.Build, o ColumnarOptions, f columnarFormat, remote partRemote) (*ColumnarSink, error) {
 	name := f.name()
+	if remote != nil {
+		name = remote.name()
+	}
 	if err := o.validate(false); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -264,6 +285,9 @@ func newColumnarSink(b pipeline.Build, o ColumnarOptions, f columnarFormat) (*Co
 		parts:       map[string]*part{},
 		groupIdx:    map[string]int{},
 		seqs:        map[string]int{},
+		remote:      remote,
+		objSeqs:     map[string]int{},
+		held:        map[string][]tokenFile{},
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -279,6 +303,9 @@ func newColumnarSink(b pipeline.Build, o ColumnarOptions, f columnarFormat) (*Co
 		s.schema.cur.Store(newSchemaState(o.Schema))
 		s.declared = true
 	}
+	if _, ok := f.(schemalessFormat); ok && !s.declared {
+		s.schemaless = true
+	}
 	s.outDir, s.stem = columnarOutDir(b.Path(o.Path), f.ext())
 	if o.Prefix != "" {
 		s.stem = o.Prefix
@@ -291,6 +318,9 @@ func newColumnarSink(b pipeline.Build, o ColumnarOptions, f columnarFormat) (*Co
 	if o.PartitionBy != nil {
 		s.tmpl = o.PartitionBy.Clone()
 		s.checkTmpl = o.PartitionBy.Clone()
+	}
+	if remote != nil {
+		return s.setUpRemote(b)
 	}
 	if err := mkdirAllSync(s.outDir); err != nil {
 		return nil, fmt.Errorf("%s: create output directory: %w", name, err)
@@ -338,11 +368,16 @@ func (s *ColumnarSink) Schema() *ColumnarSchema {
 // reject), or when its partition cannot be rendered. When the schema is
 // inferred, the first record checked fixes it.
 func (s *ColumnarSink) Check(r *pipeline.Record) error {
-	st := s.schema.get(r)
+	var st *schemaState
+	if !s.schemaless {
+		st = s.schema.get(r)
+	}
 	s.checkMu.Lock()
 	defer s.checkMu.Unlock()
-	if err := st.schema.checkRecord(r, &s.checkLookup, &s.rules, st.known); err != nil {
-		return fmt.Errorf("%s: %w", s.name, err)
+	if st != nil {
+		if err := st.schema.checkRecord(r, &s.checkLookup, &s.rules, st.known); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
 	}
 	if s.checkTmpl != nil {
 		var err error
@@ -367,7 +402,11 @@ func (s *ColumnarSink) Write(ctx context.Context, b *pipeline.Batch) error {
 	if len(b.Records) == 0 {
 		return nil
 	}
-	st := s.schema.get(b.Records[0])
+	var schema *ColumnarSchema
+	if !s.schemaless {
+		schema = s.schema.get(b.Records[0]).schema
+	}
+	s.dirty = true
 	group := s.group
 	if s.tasks != nil {
 		group = s.groupTasks
@@ -378,7 +417,7 @@ func (s *ColumnarSink) Write(ctx context.Context, b *pipeline.Batch) error {
 	}
 	for gi := range groups {
 		g := &groups[gi]
-		p, err := s.part(g.key, st.schema)
+		p, err := s.part(g.key, schema)
 		if err != nil {
 			return s.fail(err)
 		}
@@ -391,6 +430,11 @@ func (s *ColumnarSink) Write(ctx context.Context, b *pipeline.Batch) error {
 				return fmt.Errorf("%s: record from %s offset %d does not fit the schema (records must pass Check first): %w", s.name, r.Origin.Name, r.Origin.Offset, err)
 			}
 			return s.fail(fmt.Errorf("%s: write %s: %w", s.name, p.path, err))
+		}
+		if s.remote != nil {
+			if err := s.remote.wrote(p); err != nil {
+				return s.fail(err)
+			}
 		}
 		if p.enc.size() >= s.opts.MaxFileBytes {
 			if err := s.roll(p); err != nil {
@@ -471,6 +515,9 @@ func (s *ColumnarSink) part(key string, schema *ColumnarSchema) (*part, error) {
 	}
 	s.fileSeq++
 	p := &part{key: key, opened: s.now(), lastUse: s.clock}
+	if s.remote != nil {
+		return s.openRemotePart(p, schema)
+	}
 	if s.exactlyOnce {
 		p.path = filepath.Join(s.staging, fmt.Sprintf("%s-%06d.%s", s.runID, s.fileSeq, s.format.ext()))
 	} else {
@@ -510,7 +557,13 @@ func (s *ColumnarSink) roll(p *part) error {
 		return fmt.Errorf("%s: finish %s: %w", s.name, p.path, err)
 	}
 	if p.rows == 0 {
+		if s.remote != nil {
+			s.remote.discard(p)
+		}
 		return os.Remove(p.path)
+	}
+	if s.remote != nil {
+		return s.rollRemote(p)
 	}
 	if s.exactlyOnce {
 		s.rolled = append(s.rolled, rolledPart{key: p.key, file: tokenFile{
@@ -618,6 +671,9 @@ func (s *ColumnarSink) PreCommit(ctx context.Context, checkpoint uint64) ([]byte
 	if checkpoint < s.lastCkpt {
 		return nil, fmt.Errorf("%s: pre-commit of checkpoint %d after checkpoint %d: checkpoint ids must not decrease", s.name, checkpoint, s.lastCkpt)
 	}
+	if s.remote != nil {
+		return s.preCommitToRemote(ctx, checkpoint)
+	}
 	if err := s.rollAll(); err != nil {
 		return nil, s.fail(err)
 	}
@@ -683,6 +739,7 @@ func (s *ColumnarSink) Commit(ctx context.Context, token []byte) error {
 	if err := s.commit(ctx, tok); err != nil {
 		return fmt.Errorf("%s: commit checkpoint %d: %w", s.name, tok.Checkpoint, err)
 	}
+	s.committedCkpt = max(s.committedCkpt, tok.Checkpoint)
 	done := make(map[string]bool, len(tok.Files))
 	for _, f := range tok.Files {
 		done[f.Staged] = true
@@ -692,6 +749,12 @@ func (s *ColumnarSink) Commit(ctx context.Context, token []byte) error {
 }
 
 func (s *ColumnarSink) commit(ctx context.Context, tok *columnarToken) error {
+	if s.remote != nil {
+		if err := s.publishRemote(ctx, tok.Files); err != nil {
+			return err
+		}
+		return s.dropMerged(tok.Checkpoint)
+	}
 	return s.publish(ctx, s.staging, tok.Files)
 }
 
@@ -739,6 +802,9 @@ func (s *ColumnarSink) publish(ctx context.Context, staging string, files []toke
 // staged file — parts written after that checkpoint, whose records the
 // sources will replay.
 func (s *ColumnarSink) Recover(ctx context.Context, token []byte) error {
+	if s.remote != nil {
+		return s.recoverRemote(ctx, token)
+	}
 	if !s.exactlyOnce {
 		return nil
 	}
@@ -750,12 +816,8 @@ func (s *ColumnarSink) Recover(ctx context.Context, token []byte) error {
 		if tok.Sink != s.b.Component {
 			return fmt.Errorf("%s: recover: the token belongs to sink %q, not %q", s.name, tok.Sink, s.b.Component)
 		}
-		if tok.Schema != "" && !s.declared {
-			t, err := ParseColumnarType(tok.Schema)
-			if err != nil || t.Kind != KindStruct {
-				return fmt.Errorf("%s: recover: schema in token: %v", s.name, err)
-			}
-			s.schema.cur.Store(newSchemaState(&ColumnarSchema{Fields: t.Fields, Inferred: true}))
+		if err := s.restoreSchema(tok); err != nil {
+			return err
 		}
 		if len(tok.Tasks) > 0 {
 			err := errors.New("the token holds tasks, and this sink does not keep them")
@@ -802,6 +864,19 @@ func (s *ColumnarSink) Recover(ctx context.Context, token []byte) error {
 	return nil
 }
 
+// restoreSchema takes an inferred schema back from a token.
+func (s *ColumnarSink) restoreSchema(tok *columnarToken) error {
+	if tok.Schema == "" || s.declared {
+		return nil
+	}
+	t, err := ParseColumnarType(tok.Schema)
+	if err != nil || t.Kind != KindStruct {
+		return fmt.Errorf("%s: recover: schema in token: %v", s.name, err)
+	}
+	s.schema.cur.Store(newSchemaState(&ColumnarSchema{Fields: t.Fields, Inferred: true}))
+	return nil
+}
+
 // Flush implements pipeline.Flusher: it rolls every open part, so that
 // everything written so far is in complete, fsynced files (published under
 // final names outside exactly_once; staged for the next PreCommit under
@@ -825,6 +900,9 @@ func (s *ColumnarSink) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
+	if s.remote != nil {
+		return s.closeRemote(ctx)
+	}
 	if !s.exactlyOnce && s.failed == nil {
 		return s.rollAll()
 	}

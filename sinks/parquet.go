@@ -86,54 +86,64 @@ func (fastSnappy) Decode(dst, src []byte) ([]byte, error)    { return snappy.Dec
 // UnmarshalYAML decodes the options, reporting each problem at its
 // position.
 func (c *ParquetConfig) UnmarshalYAML(n ast.Node) error {
-	return decodeColumnar(n, "parquet", &c.ColumnarOptions, "compression, row_group_size, dictionary, page_buffer_size", func(opt yamlOption) (bool, error) {
-		var err error
-		switch opt.key {
-		case "compression":
-			c.Compression, err = yamlString(opt)
-			if _, ok := parquetCodecs[c.Compression]; err == nil && !ok {
-				err = fmt.Errorf("%q is not one of snappy, zstd, gzip, none", c.Compression)
-			}
-		case "row_group_size":
-			c.RowGroupSize, err = yamlInt(opt, 1, 1<<31)
-		case "dictionary":
-			if seq, ok := opt.value.(*ast.SequenceNode); ok {
-				c.Dictionary, c.DictionaryColumns = true, nil
-				for _, v := range seq.Values {
-					name, serr := yamlString(yamlOption{key: opt.key, value: pipeline.Unwrap(v)})
-					if serr != nil || name == "" || pipeline.IsNull(v) {
-						return true, &pipeline.ConfigError{Pos: pipeline.NodePos(v), Msg: "parquet: dictionary: want true, false or a list of column names"}
-					}
-					c.DictionaryColumns = append(c.DictionaryColumns, name)
-				}
-				if len(c.DictionaryColumns) == 0 {
-					c.Dictionary = false // `dictionary: []`
-				}
-				break
-			}
-			c.Dictionary, err = yamlBool(opt)
-			c.DictionaryColumns = nil
-		case "page_buffer_size":
-			var v int64
-			v, err = yamlBytes(opt, 4<<10, 64<<20)
-			c.PageBufferSize = int(v)
-		default:
-			return false, nil
+	return decodeColumnar(n, "parquet", &c.ColumnarOptions, parquetKeys, c.decodeOption)
+}
+
+// parquetKeys are the options of the parquet sink beyond ColumnarOptions.
+const parquetKeys = "compression, row_group_size, dictionary, page_buffer_size"
+
+// decodeOption decodes one of parquetKeys; known is false for other keys.
+func (c *ParquetConfig) decodeOption(opt yamlOption) (known bool, err error) {
+	switch opt.key {
+	case "compression":
+		c.Compression, err = yamlString(opt)
+		if _, ok := parquetCodecs[c.Compression]; err == nil && !ok {
+			err = fmt.Errorf("%q is not one of snappy, zstd, gzip, none", c.Compression)
 		}
-		return true, err
-	})
+	case "row_group_size":
+		c.RowGroupSize, err = yamlInt(opt, 1, 1<<31)
+	case "dictionary":
+		if seq, ok := opt.value.(*ast.SequenceNode); ok {
+			c.Dictionary, c.DictionaryColumns = true, nil
+			for _, v := range seq.Values {
+				name, serr := yamlString(yamlOption{key: opt.key, value: pipeline.Unwrap(v)})
+				if serr != nil || name == "" || pipeline.IsNull(v) {
+					return true, &pipeline.ConfigError{Pos: pipeline.NodePos(v), Msg: "dictionary: want true, false or a list of column names"}
+				}
+				c.DictionaryColumns = append(c.DictionaryColumns, name)
+			}
+			if len(c.DictionaryColumns) == 0 {
+				c.Dictionary = false // `dictionary: []`
+			}
+			break
+		}
+		c.Dictionary, err = yamlBool(opt)
+		c.DictionaryColumns = nil
+	case "page_buffer_size":
+		var v int64
+		v, err = yamlBytes(opt, 4<<10, 64<<20)
+		c.PageBufferSize = int(v)
+	default:
+		return false, nil
+	}
+	return true, err
 }
 
 // JSONSchema implements pipeline.SchemaProvider (the options are decoded
 // by hand, so they cannot be reflected).
 func (c *ParquetConfig) JSONSchema() map[string]any {
-	return columnarJSONSchema("Parquet files", map[string]any{
+	return columnarJSONSchema("Parquet files", parquetJSONSchema())
+}
+
+// parquetJSONSchema is the JSON Schema of parquetKeys.
+func parquetJSONSchema() map[string]any {
+	return map[string]any{
 		"compression":    map[string]any{"enum": []string{"snappy", "zstd", "gzip", "none"}, "default": "snappy"},
 		"row_group_size": orEnv(map[string]any{"type": "integer", "minimum": 1, "default": 1 << 20, "description": "most rows in a row group"}),
 		"dictionary": map[string]any{"default": true, "description": "dictionary-encode string columns: true, false, or the columns to encode",
 			"anyOf": []any{map[string]any{"type": "boolean"}, map[string]any{"type": "array", "items": map[string]any{"type": "string"}}}},
 		"page_buffer_size": sizeSchema("uncompressed page buffer of each column of each open part", "64KiB"),
-	})
+	}
 }
 
 // Validate implements pipeline.Validator.
