@@ -531,16 +531,8 @@ func (s *ColumnarSink) openRemotePart(p *part, schema *ColumnarSchema) (*part, e
 	seq := s.objSeqs[p.key] + 1
 	s.objSeqs[p.key] = seq
 	p.final = path.Join(p.key, fmt.Sprintf("%s-%06d%s", s.stem, seq, s.keySuffix()))
-	f, err := os.OpenFile(p.path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("%s: open part: %w", s.name, err)
-	}
-	p.file = newPartFile(f)
-	p.enc, err = s.format.newEncoder(p.file, schema)
-	if err != nil {
-		p.file.abandon()
-		os.Remove(p.path)
-		return nil, fmt.Errorf("%s: start part: %w", s.name, err)
+	if err := s.createPart(p, schema, os.O_RDWR); err != nil {
+		return nil, err
 	}
 	if err := s.remote.opened(p); err != nil {
 		p.file.abandon()

@@ -529,16 +529,8 @@ func (s *ColumnarSink) part(key string, schema *ColumnarSchema) (*part, error) {
 		p.final = filepath.Join(dir, name)
 		p.path = filepath.Join(dir, "."+name+".inprogress")
 	}
-	f, err := os.OpenFile(p.path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("%s: open part: %w", s.name, err)
-	}
-	p.file = newPartFile(f)
-	p.enc, err = s.format.newEncoder(p.file, schema)
-	if err != nil {
-		p.file.abandon()
-		os.Remove(p.path)
-		return nil, fmt.Errorf("%s: start part: %w", s.name, err)
+	if err := s.createPart(p, schema, os.O_WRONLY); err != nil {
+		return nil, err
 	}
 	s.parts[key] = p
 	return p, nil
@@ -916,6 +908,22 @@ func (s *ColumnarSink) Close(ctx context.Context) error {
 			os.Remove(filepath.Join(s.staging, rp.file.Staged))
 		}
 		s.rolled = nil
+	}
+	return nil
+}
+
+// createPart creates p's file at p.path (flag: os.O_WRONLY, or os.O_RDWR
+// for a part read back before upload) and starts its encoder.
+func (s *ColumnarSink) createPart(p *part, schema *ColumnarSchema, flag int) error {
+	f, err := os.OpenFile(p.path, os.O_CREATE|os.O_EXCL|flag, 0o644)
+	if err != nil {
+		return fmt.Errorf("%s: open part: %w", s.name, err)
+	}
+	p.file = newPartFile(f)
+	if p.enc, err = s.format.newEncoder(p.file, schema); err != nil {
+		p.file.abandon()
+		os.Remove(p.path)
+		return fmt.Errorf("%s: start part: %w", s.name, err)
 	}
 	return nil
 }
