@@ -129,7 +129,7 @@ func (c *LookupFileConfig) open(b pipeline.Build, logger *slog.Logger) (*lookupM
 		}
 	}
 	logger.Info("lookup: table loaded", "component", b.Component, "path", c.Path, "rows", len(idx.rows))
-	last := st   // the version in use
+	last := st          // the version in use
 	var bad os.FileInfo // a version that failed to parse: not read again
 	return startLookupMemTable(idx, c.PollInterval, logger, b.Component, func() (*lookupIndex, error) {
 		now, err := os.Stat(c.Path)

@@ -70,7 +70,7 @@ func TestLookupCSVTable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hosts.csv")
 	writeFile(t, path, hostsCSV)
 	for _, tc := range []struct {
-		name, op string
+		name, op  string
 		out, dead []string
 	}{
 		{"fields", `{table: {file: {path: ` + path + `, key: host}}, key: host, fields: {rack: rack, datacenter: dc}}`,
@@ -186,6 +186,7 @@ func TestLookupConfigErrors(t *testing.T) {
 		}
 	}
 }
+
 // TestLookupFileReload: a changed file is swapped in whole; one that does
 // not parse, or is gone, keeps the last good table and is logged.
 func TestLookupFileReload(t *testing.T) {
