@@ -184,6 +184,12 @@ func (l *lookupPostgresLoader) load(ctx context.Context) (*lookupIndex, error) {
 		return nil, l.queryErr(err)
 	}
 	defer rows.Close()
+	if len(rows.FieldDescriptions()) == 0 {
+		rows.Close() // pgx reports a failed statement here
+		if err := rows.Err(); err != nil {
+			return nil, l.queryErr(err)
+		}
+	}
 	idx := &lookupIndex{source: "postgres query", colIndex: map[string]int{}, rows: map[string][]any{}, fixed: true}
 	keyCol := -1
 	for i, fd := range rows.FieldDescriptions() {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -182,7 +183,12 @@ func (c *LookupRedisConfig) open(b pipeline.Build, logger *slog.Logger, f Lookup
 	opt.DisableCache = true // the cache below bounds entries; rueidis' bounds bytes
 	opt.Dialer.Timeout = connect.StartWait(c.ConnectTimeout)
 	opt.ConnWriteTimeout = connect.StartWait(c.ConnectTimeout)
-	opt.ClientName = "weir " + b.Component
+	opt.ClientName = "weir:" + strings.Map(func(r rune) rune {
+		if r <= ' ' || r > '~' {
+			return '_'
+		}
+		return r
+	}, b.Component)
 	t := &lookupRedis{safeURL: connect.RedactURL(c.URL), logger: logger, component: b.Component, typ: c.Type,
 		key: c.Key.Clone(), prefix: c.Key.IsConstant(), infer: c.InferTypes, ttl: c.Cache.TTL,
 		maxDelay: c.MaxReconnectDelay, batch: map[string]*lookupRedisEntry{}}
@@ -207,6 +213,9 @@ func (c *LookupRedisConfig) open(b pipeline.Build, logger *slog.Logger, f Lookup
 				return t, nil
 			}
 			t.client.Close()
+		}
+		if _, refused := rueidis.IsRedisErr(err); refused {
+			return nil, fmt.Errorf("lookup: table: redis: %s: %w", t.safeURL, err) // AUTH, SELECT: retrying does not help
 		}
 		d := bo.Next()
 		if ctx.Err() != nil || connect.SleepContext(ctx, d) != nil {
