@@ -545,7 +545,7 @@ func startLookupMemTable(first *lookupIndex, interval time.Duration, logger *slo
 	t := &lookupMemTable{stop: make(chan struct{}), done: make(chan struct{})}
 	t.idx.Store(first)
 	if first.dups > 0 {
-		logger.Warn("lookup: keys appear more than once in the table; the last row of each wins", "component", component, "table", first.source, "repeated", first.dups)
+		logger.Warn("lookup: keys appear more than once in the table; the last row of each wins", "table", first.source, "repeated", first.dups)
 	}
 	go func() {
 		defer close(t.done)
@@ -564,15 +564,15 @@ func startLookupMemTable(first *lookupIndex, interval time.Duration, logger *slo
 			switch {
 			case err != nil:
 				if msg := err.Error(); msg != lastErr {
-					logger.Warn("lookup: reloading the table failed; keeping the last good one", "component", component, "table", t.idx.Load().source, "err", err)
+					logger.Warn("lookup: reloading the table failed; keeping the last good one", "table", t.idx.Load().source, "err", err)
 					lastErr = msg
 				}
 				wait = bo.Next()
 			case idx != nil:
 				t.idx.Store(idx)
-				logger.Info("lookup: table reloaded", "component", component, "table", idx.source, "rows", len(idx.rows))
+				logger.Info("lookup: table reloaded", "table", idx.source, "rows", len(idx.rows))
 				if idx.dups > 0 {
-					logger.Warn("lookup: keys appear more than once in the table; the last row of each wins", "component", component, "table", idx.source, "repeated", idx.dups)
+					logger.Warn("lookup: keys appear more than once in the table; the last row of each wins", "table", idx.source, "repeated", idx.dups)
 				}
 				lastErr = ""
 				bo.Reset()

@@ -128,7 +128,7 @@ func (c *LookupFileConfig) open(b pipeline.Build, logger *slog.Logger) (*lookupM
 			return nil, fmt.Errorf("lookup: %w", err)
 		}
 	}
-	logger.Info("lookup: table loaded", "component", b.Component, "path", c.Path, "rows", len(idx.rows))
+	logger.Info("lookup: table loaded", "path", c.Path, "rows", len(idx.rows))
 	last := st          // the version in use
 	var bad os.FileInfo // a version that failed to parse: not read again
 	return startLookupMemTable(idx, c.PollInterval, logger, b.Component, func() (*lookupIndex, error) {

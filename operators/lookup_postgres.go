@@ -143,13 +143,13 @@ func (c *LookupPostgresConfig) open(b pipeline.Build, logger *slog.Logger) (*loo
 			return nil, fmt.Errorf("lookup: %w", err)
 		}
 		d := bo.Next()
-		logger.Warn("lookup: loading the postgres table failed; retrying", "component", b.Component, "in", d, "err", err)
+		logger.Warn("lookup: loading the postgres table failed; retrying", "in", d, "err", err)
 		if connect.SleepContext(ctx, d) != nil {
 			l.close()
 			return nil, fmt.Errorf("lookup: %w (gave up after connect_timeout)", err)
 		}
 	}
-	logger.Info("lookup: table loaded", "component", b.Component, "table", idx.source, "rows", len(idx.rows))
+	logger.Info("lookup: table loaded", "table", idx.source, "rows", len(idx.rows))
 	t := startLookupMemTable(idx, c.Refresh, logger, b.Component, func() (*lookupIndex, error) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()

@@ -221,7 +221,7 @@ func (c *LookupRedisConfig) open(b pipeline.Build, logger *slog.Logger, f Lookup
 		if ctx.Err() != nil || connect.SleepContext(ctx, d) != nil {
 			return nil, fmt.Errorf("lookup: table: redis: connect to %s: %w (gave up after connect_timeout)", t.safeURL, err)
 		}
-		logger.Warn("lookup: connecting to redis failed; retrying", "component", b.Component, "url", t.safeURL, "in", d, "err", err)
+		logger.Warn("lookup: connecting to redis failed; retrying", "url", t.safeURL, "in", d, "err", err)
 	}
 }
 
@@ -351,7 +351,7 @@ func (t *lookupRedis) fetch(ctx context.Context) error {
 		entries, err := t.get(ctx, t.pending)
 		if err == nil {
 			if t.down {
-				t.logger.Info("lookup: redis answers again", "component", t.component, "url", t.safeURL)
+				t.logger.Info("lookup: redis answers again", "url", t.safeURL)
 				t.down = false
 			}
 			at := time.Now()
@@ -370,7 +370,7 @@ func (t *lookupRedis) fetch(ctx context.Context) error {
 		}
 		d := bo.Next()
 		if !t.down || bo.Attempts()%10 == 0 {
-			t.logger.Warn("lookup: redis lookup failed; the batch waits and is retried", "component", t.component, "url", t.safeURL, "attempt", bo.Attempts(), "in", d, "err", err)
+			t.logger.Warn("lookup: redis lookup failed; the batch waits and is retried", "url", t.safeURL, "attempt", bo.Attempts(), "in", d, "err", err)
 		}
 		t.down = true
 		if err := connect.SleepContext(ctx, d); err != nil {
