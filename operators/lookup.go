@@ -240,10 +240,11 @@ func (c *LookupConfig) Validate() error {
 	return errors.New("lookup: needs `table:`, with file, postgres or redis")
 }
 
-// DeclaredFields implements pipeline.FieldDeclarer: lookup sets its
-// fields (all of them only when named).
+// DeclaredFields implements pipeline.FieldDeclarer: lookup adds its
+// named fields (without `fields:`, the table's columns, unknown here)
+// and keeps the record's others.
 func (c *LookupConfig) DeclaredFields() ([]string, bool) {
-	return c.Fields.Names, len(c.Fields.Names) == 0
+	return c.Fields.Names, false
 }
 
 // NewOperator implements pipeline.OperatorConfig. File and PostgreSQL
