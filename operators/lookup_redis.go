@@ -181,6 +181,7 @@ func (c *LookupRedisConfig) open(b pipeline.Build, logger *slog.Logger, f Lookup
 		}
 	}
 	opt.DisableCache = true // the cache below bounds entries; rueidis' bounds bytes
+	opt.DisableRetry = true // fetch retries with backoff itself, and logs the outage
 	opt.Dialer.Timeout = connect.StartWait(c.ConnectTimeout)
 	opt.ConnWriteTimeout = connect.StartWait(c.ConnectTimeout)
 	opt.ClientName = "weir:" + strings.Map(func(r rune) rune {

@@ -204,7 +204,16 @@ func TestLookupRedisDownBacksUp(t *testing.T) {
 	url := fmt.Sprintf("redis://127.0.0.1:%d", port)
 	c := redisTestClient(t, url, "h:")
 	redisDo(t, c, "HSET", "h:web-1", "rack", "r1")
-	op := lookupOp(t, `{table: {redis: {url: "`+url+`", key: "h:", max_reconnect_delay: 200ms, connect_timeout: 1s, cache: {max_entries: 0}}}, key: host, fields: {rack: rack}, on_miss: dead_letter}`)
+	c2, err := loadOperator(t, "      - lookup: "+`{table: {redis: {url: "`+url+`", key: "h:", max_reconnect_delay: 200ms, connect_timeout: 1s, cache: {max_entries: 0}}}, key: host, fields: {rack: rack}, on_miss: dead_letter}`+"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bd, logs := testservices.Build(t, "p/operators[0]/lookup", 1024, pipeline.ExactlyOnce)
+	op, err := c2.NewOperator(bd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer op.(*lookup).Close(context.Background())
 	if out, _ := lookupRun(t, op, `{"host":"web-1"}`); len(out) != 1 || out[0] != `{"host":"web-1","rack":"r1"}` {
 		t.Fatalf("before: %q", out)
 	}
@@ -226,6 +235,9 @@ func TestLookupRedisDownBacksUp(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("Process still waiting after Redis came back")
+	}
+	if !strings.Contains(logs.String(), "redis lookup failed; the batch waits and is retried") || !strings.Contains(logs.String(), "redis answers again") {
+		t.Fatalf("the outage is not logged: %s", logs.String())
 	}
 	if len(b.Records) != 2 || len(b.Dead) != 0 || b.Records[1].Get("rack") != "r1-again" {
 		t.Fatalf("after the outage: %d records, %d dead, rack %v", len(b.Records), len(b.Dead), b.Records[1].Get("rack"))
