@@ -9,6 +9,7 @@
 //	WEIR_TEST_MQTT_URL      tcp://127.0.0.1:1883
 //	WEIR_TEST_NATS_URL      nats://127.0.0.1:4222
 //	WEIR_TEST_POSTGRES_DSN  postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+//	WEIR_TEST_REDIS_URL     redis://127.0.0.1:6379
 //
 // When a server does not answer, the test is skipped with the reason, unless
 // WEIR_REQUIRE_SERVICES=1, in which case it fails: CI sets that so a missing
@@ -52,6 +53,7 @@ const (
 	DefaultMQTTURL     = "tcp://127.0.0.1:1883"
 	DefaultNATSURL     = "nats://127.0.0.1:4222"
 	DefaultPostgresDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	DefaultRedisURL    = "redis://127.0.0.1:6379"
 )
 
 // AMQP returns the RabbitMQ URL (WEIR_TEST_AMQP_URL), or skips t.
@@ -76,6 +78,12 @@ func NATS(t testing.TB) string {
 func Postgres(t testing.TB) string {
 	t.Helper()
 	return lookup(t, "postgresql", "WEIR_TEST_POSTGRES_DSN", DefaultPostgresDSN)
+}
+
+// Redis returns the Redis URL (WEIR_TEST_REDIS_URL), or skips t.
+func Redis(t testing.TB) string {
+	t.Helper()
+	return lookup(t, "redis", "WEIR_TEST_REDIS_URL", DefaultRedisURL)
 }
 
 // Required reports whether WEIR_REQUIRE_SERVICES=1: a missing server fails
@@ -145,6 +153,8 @@ func hostPort(addr string) (string, error) {
 			port = "4222"
 		case "postgres", "postgresql":
 			port = "5432"
+		case "redis", "rediss":
+			port = "6379"
 		default:
 			port = "80"
 		}
