@@ -42,7 +42,7 @@ func TestCrashCDCToPostgres(t *testing.T) {
 	}
 	dsn := testservices.Postgres(t)
 	bin := crashtest.Build(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	pg, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -89,6 +89,10 @@ func TestCrashCDCToPostgres(t *testing.T) {
 	// The changes: made while weir runs and is killed, from a connection
 	// of their own.
 	const rows = 12000
+	kills := crashKills(t)
+	// About 60 transactions, spread over the time the kills take, so
+	// that most kills land while changes are being made.
+	pace := time.Duration(kills) * 400 * time.Millisecond / 60
 	wantChanges := make(chan int64, 1)
 	writeErr := make(chan error, 1)
 	go func() {
@@ -98,6 +102,13 @@ func TestCrashCDCToPostgres(t *testing.T) {
 			return
 		}
 		defer w.Close(context.Background())
+		// Changes count from the slot's creation, by weir's first start.
+		for exists := false; !exists; time.Sleep(20 * time.Millisecond) {
+			if err := w.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", name).Scan(&exists); err != nil {
+				writeErr <- err
+				return
+			}
+		}
 		rng := rand.New(rand.NewPCG(7, 7))
 		changes := int64(0)
 		for id := 1; id <= rows; {
@@ -115,7 +126,7 @@ func TestCrashCDCToPostgres(t *testing.T) {
 				changes += int64(n)
 			}
 			id += n
-			time.Sleep(time.Duration(rng.IntN(25)) * time.Millisecond)
+			time.Sleep(time.Duration(rng.Int64N(int64(2 * pace))))
 		}
 		wantChanges <- changes
 		writeErr <- nil
@@ -138,10 +149,15 @@ func TestCrashCDCToPostgres(t *testing.T) {
 	}
 	h := &crashtest.Harness{Binary: bin, Args: []string{"run", "-c", cfg, "--quiet"}, Dir: dir, Seed: 17, Log: t.Logf,
 		MinDelay: 200 * time.Millisecond, MaxDelay: 700 * time.Millisecond, Finished: arrived}
-	kills := crashKills(t)
 	res, err := h.Run(ctx, kills)
 	if err != nil {
-		t.Fatal(err)
+		var n, distinct, ids int64
+		pg, _ := pgx.Connect(context.Background(), dsn) // the test's own may have been closed by the deadline
+		pg.QueryRow(context.Background(), "SELECT count(*), count(DISTINCT (id, op)), count(DISTINCT id) FROM "+out).Scan(&n, &distinct, &ids)
+		var missing, slot string
+		pg.QueryRow(context.Background(), "SELECT coalesce(min(s.id)::text, 'none') || '..' || coalesce(max(s.id)::text, 'none') FROM "+src+" s WHERE NOT EXISTS (SELECT 1 FROM "+out+" o WHERE o.id = s.id)").Scan(&missing)
+		pg.QueryRow(context.Background(), "SELECT concat_ws(' ', active, restart_lsn, confirmed_flush_lsn, pg_current_wal_lsn(), (SELECT max(lsn::pg_lsn)::text FROM "+out+")) FROM pg_replication_slots WHERE slot_name = $1", name).Scan(&slot)
+		t.Fatalf("%v (after %d kills, the output has %d rows, %d distinct changes, %d ids, missing ids %s; slot active/restart/confirmed/current/max out: %s; want %d changes)", err, res.Kills, n, distinct, ids, missing, slot, want)
 	}
 	if err := <-writeErr; err != nil {
 		t.Fatal(err)
