@@ -149,7 +149,7 @@ type cdcTestDB struct {
 	conn                  *pgx.Conn
 }
 
-func newCDCTestDB(t *testing.T, columns string) *cdcTestDB {
+func newCDCTestDB(t testing.TB, columns string) *cdcTestDB {
 	t.Helper()
 	dsn := testservices.Postgres(t)
 	ctx := context.Background()
@@ -184,14 +184,14 @@ func newCDCTestDB(t *testing.T, columns string) *cdcTestDB {
 // cdcDropLeftovers drops the inactive slots and the publications that
 // earlier runs of these tests left behind (a test binary that was killed
 // runs no cleanup).
-func cdcDropLeftovers(t *testing.T, conn *pgx.Conn) {
+func cdcDropLeftovers(t testing.TB, conn *pgx.Conn) {
 	ctx := context.Background()
 	if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name LIKE $1 AND NOT active", cdcTestPrefix+"%"); err != nil {
 		t.Logf("drop leftover slots: %v", err)
 	}
 }
 
-func (db *cdcTestDB) exec(t *testing.T, sql string, args ...any) {
+func (db *cdcTestDB) exec(t testing.TB, sql string, args ...any) {
 	t.Helper()
 	if _, err := db.conn.Exec(context.Background(), sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
@@ -199,7 +199,7 @@ func (db *cdcTestDB) exec(t *testing.T, sql string, args ...any) {
 }
 
 // dropSlot ends whatever streams from the slot, then drops it.
-func (db *cdcTestDB) dropSlot(t *testing.T) {
+func (db *cdcTestDB) dropSlot(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for i := 0; i < 100; i++ {
@@ -235,7 +235,7 @@ func (db *cdcTestDB) config() *PostgresCDCConfig {
 	return c
 }
 
-func newCDCTestSource(t *testing.T, c *PostgresCDCConfig, batch int, pos []byte) (*cdcSource, *testservices.Logs) {
+func newCDCTestSource(t testing.TB, c *PostgresCDCConfig, batch int, pos []byte) (*cdcSource, *testservices.Logs) {
 	t.Helper()
 	b, logs := testservices.Build(t, "test/sources[0]/postgres_cdc", batch, pipeline.ExactlyOnce)
 	src, err := c.NewSource(b)
