@@ -69,6 +69,12 @@ func TestCrashCDCToPostgres(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		c := context.Background()
+		pg, err := pgx.Connect(c, dsn) // the test's own may have been closed by its deadline
+		if err != nil {
+			t.Logf("cleanup: %v", err)
+			return
+		}
+		defer pg.Close(c)
 		for i := 0; i < 100; i++ {
 			pg.Exec(c, "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL", name)
 			if _, err := pg.Exec(c, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", name); err == nil {
