@@ -5,8 +5,9 @@
 //
 // A source that can replay from a position (file, generate, kafka,
 // postgres_cdc by LSN) implements pipeline.Positioned; one that cannot
-// (stdin, the message queues, http_server, syslog) is fed through the write-ahead log by the runtime under
-// exactly_once, and acknowledges upstream through the AckFunc it returns.
+// (stdin, the message queues, http_server, syslog) is fed through the
+// write-ahead log by the runtime under exactly_once, and acknowledges
+// upstream through the AckFunc it returns.
 //
 //	sources:
 //	  - file: { paths: ["logs/*.log"], follow: true }
