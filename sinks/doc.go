@@ -1,6 +1,7 @@
 // Package sinks holds weir's built-in sinks, one file (or a few) per kind:
 // file, stdout, parquet, arrow, s3, kafka, amqp, mqtt, nats, postgres,
-// blackhole. Each registers itself with pipeline.Default in an init function.
+// http, blackhole. Each registers itself with pipeline.Default in an init
+// function.
 //
 // parquet, arrow and s3 are one ColumnarSink each (columnar_sink.go): the
 // encoders, the schema and the partition templating are shared, and what

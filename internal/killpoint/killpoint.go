@@ -27,6 +27,9 @@ const (
 	// KafkaTxnBeforeEnd: the kafka sink's transaction holds the output,
 	// the offsets and the marker, and is not yet committed.
 	KafkaTxnBeforeEnd = "kafka.txn.before-end"
+	// HTTPCommitPartial: the http sink's commit has sent (and had
+	// answered) the first batch of an epoch, not the others.
+	HTTPCommitPartial = "http.commit.partial"
 )
 
 // Env is the environment variable that arms the points.
